@@ -1,0 +1,147 @@
+/* engine.h — the public face of the engine: Philox RNG streams, the synthetic
+ * dataset and data pipeline, the MLP, optimizers, the training loop and
+ * checkpoints. The harness includes only this header (and safetensors.h).
+ *
+ * The engine knows nothing of suites, matrices, diffs or reports: it is given
+ * one fully resolved sb_run_config and trains.
+ */
+#ifndef SB_ENGINE_H
+#define SB_ENGINE_H
+
+#include "../kernels/kernels.h"
+#include "safetensors.h"
+
+/* ======================================================================
+ * Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+ * SC'11; the Random123 reference) and named streams.
+ * ==================================================================== */
+
+/* One block: out = Philox4x32-10(ctr, key). */
+void sb_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+/* A stream is a counter subspace: key = the 64-bit seed; ctr[2..3] = a 64-bit
+ * FNV-1a hash of "purpose/index" (e.g. "init/fc1.weight", "data/shuffle/epoch3"
+ * with index 0); ctr[0..1] = the block number. Changing one stream never
+ * shifts another; the numbers do not depend on backend or thread count. */
+typedef struct sb_rng {
+    uint32_t key[2];
+    uint32_t ctr[4];
+    uint32_t buf[4];
+    int avail; /* unread words left in buf (taken from buf[4-avail]) */
+} sb_rng;
+
+void sb_rng_init(sb_rng *r, uint64_t seed, const char *purpose, uint64_t index);
+uint32_t sb_rng_u32(sb_rng *r);
+float sb_rng_uniform(sb_rng *r);            /* [0, 1), 24 random bits */
+double sb_rng_uniform_double(sb_rng *r);    /* [0, 1), 53 random bits */
+float sb_rng_normal(sb_rng *r);             /* N(0,1) by Box–Muller in double */
+uint32_t sb_rng_below(sb_rng *r, uint32_t n); /* uniform in [0, n), unbiased; n >= 1 */
+
+/* ======================================================================
+ * Run configuration (filled by the harness from a suite).
+ * ==================================================================== */
+
+#define SB_MAX_LAYERS 8
+
+typedef struct sb_model_config {
+    char kind[16];                  /* "mlp" */
+    int n_widths;                   /* widths[0] = input features, last = classes */
+    int widths[SB_MAX_LAYERS + 1];
+    sb_act act;
+} sb_model_config;
+
+typedef enum sb_shuffle { SB_SHUFFLE_NONE = 0, SB_SHUFFLE_ONCE = 1, SB_SHUFFLE_EPOCH = 2 } sb_shuffle;
+
+typedef struct sb_data_config {
+    char kind[16];      /* "blobs" (Gaussian blobs) or "spirals" */
+    int samples, features, classes;
+    float noise;        /* blobs: cluster std-dev; spirals: jitter */
+    sb_shuffle shuffle; /* none, once (one permutation for all epochs), epoch */
+} sb_data_config;
+
+typedef struct sb_optim_config {
+    char name[8];       /* "sgd" or "adam" */
+    float lr, momentum, beta1, beta2, eps, weight_decay;
+} sb_optim_config;
+
+typedef struct sb_run_config {
+    sb_model_config model;
+    sb_data_config data;
+    sb_optim_config optim;
+    int steps, batch;
+    uint64_t seed;
+    char backend[16];
+    sb_mode mode;
+    int threads;
+    int perturb;        /* order-perturbation test switch */
+} sb_run_config;
+
+/* Checks ranges and consistency (widths vs features/classes, batch <= samples,
+ * ...). Returns SB_OK or SB_ERR_ARG with a message naming the field. */
+sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err);
+
+/* ======================================================================
+ * Dataset and pipeline.
+ * ==================================================================== */
+
+typedef struct sb_dataset {
+    int samples, features, classes;
+    float *x;        /* host [samples, features] */
+    int32_t *y;      /* host [samples] */
+} sb_dataset;
+
+/* Generates the synthetic dataset from stream "data/source" of the seed. */
+sb_dataset *sb_dataset_new(const sb_data_config *c, uint64_t seed, sb_error *err);
+void sb_dataset_free(sb_dataset *d);
+
+/* The order in which epoch `epoch` visits the samples (a permutation of
+ * [0, samples)), from stream "data/shuffle" index epoch (SB_SHUFFLE_EPOCH), index
+ * 0 (ONCE), or identity (NONE). Fisher–Yates. */
+void sb_epoch_order(const sb_data_config *c, uint64_t seed, int epoch, int32_t *order);
+
+/* ======================================================================
+ * Trainer: model + optimizer + data position on one backend.
+ * ==================================================================== */
+
+typedef struct sb_trainer sb_trainer;
+
+/* Builds backend, data and model and initialises parameters from streams
+ * "init/<param name>". NULL on failure with err filled. */
+sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err);
+void sb_trainer_free(sb_trainer *t);
+
+/* One optimizer step on the next batch. *loss gets the batch's mean loss.
+ * Fails with SB_ERR_RUN when the loss is not finite. */
+sb_status sb_trainer_step(sb_trainer *t, float *loss, sb_error *err);
+int sb_trainer_steps_done(const sb_trainer *t);
+
+/* Parameter table (llm.c's malloc_and_point_parameters): one contiguous
+ * buffer, named views. */
+int sb_trainer_n_params(const sb_trainer *t);
+const char *sb_trainer_param_name(const sb_trainer *t, int i);
+/* copies parameter i (or all parameters when i < 0) to host memory; returns
+ * the element count */
+size_t sb_trainer_param_numel(const sb_trainer *t, int i);
+void sb_trainer_param_download(const sb_trainer *t, int i, float *host);
+
+/* Writes a checkpoint (safetensors): parameters under their names
+ * ("fc1.weight" …), optimizer state under "optim.<slot>.<name>" (slots
+ * "momentum" for SGD, "m" and "v" for Adam), and __metadata__ holding
+ * "samebits.format" = "checkpoint/1", "samebits.step", "samebits.epoch",
+ * "samebits.position" (index within the epoch order), "samebits.config" (the
+ * run config as JSON) plus the caller's extra pairs. Atomic; refuses to
+ * overwrite unless `overwrite`. */
+sb_status sb_trainer_save(const sb_trainer *t, const char *path, int overwrite,
+                          int n_extra, const char *const *extra_keys,
+                          const char *const *extra_vals, sb_error *err);
+
+/* Restores parameters, optimizer state and data position from a checkpoint
+ * written by sb_trainer_save for the same model/optimizer shape. Continuing
+ * from a restored trainer equals never having stopped, bitwise. */
+sb_status sb_trainer_restore(sb_trainer *t, const char *path, sb_error *err);
+
+/* The run config as a compact JSON object (caller frees), as stored in
+ * checkpoint metadata and run.json. */
+char *sb_run_config_to_json(const sb_run_config *c);
+
+#endif /* SB_ENGINE_H */

@@ -1,0 +1,123 @@
+/* suite.h — the suite format: parsing, validation and matrix expansion.
+ *
+ * A suite (suites/NAME.json) names a model, data, training settings, a matrix
+ * of axes, a repeat count and checks. Parsing is strict: unknown keys, wrong
+ * types and out-of-range values are errors that name the file and the JSON
+ * path ("suites/x.json: matrix.seeds[2]: expected a non-negative integer").
+ * The format is documented in README.md ("Suite format").
+ *
+ *   {
+ *     "name": "smoke",                       // [A-Za-z0-9_.-]{1,63}
+ *     "description": "...",                  // optional string
+ *     "model": {"kind": "mlp", "hidden": [32, 32], "activation": "tanh"},
+ *     "data":  {"kind": "blobs", "samples": 512, "features": 16, "classes": 4,
+ *               "noise": 1.0, "shuffle": "epoch"},      // none | once | epoch
+ *     "train": {"steps": 100, "batch": 32,
+ *               "optimizer": {"name": "adam", "lr": 0.01, "beta1": 0.9,
+ *                             "beta2": 0.999, "eps": 1e-8, "weight_decay": 0}},
+ *     "matrix": {"seeds": [1], "backends": ["ref", "blas"],
+ *                "modes": ["deterministic", "fast"], "threads": [1, 2]},
+ *     "repeats": 2,
+ *     "timeout": 120,                        // seconds per run, optional
+ *     "perturb": false,                      // order-perturbation test aid
+ *     "checks": [
+ *       {"name": "det-repeatable", "kind": "repeatable", "expect": "bitwise",
+ *        "where": {"mode": "deterministic"}},
+ *       {"name": "backends-agree", "kind": "cross", "axis": "backends",
+ *        "expect": {"atol": 1e-5, "rtol": 1e-4}},
+ *       {"name": "baseline", "kind": "baseline", "expect": "bitwise",
+ *        "where": {"backend": "ref"}}
+ *     ]
+ *   }
+ *
+ * The input width of the MLP is data.features and its output width
+ * data.classes; "hidden" lists the widths in between (0 to 7 of them).
+ */
+#ifndef SB_SUITE_H
+#define SB_SUITE_H
+
+#include "../engine/engine.h"
+#include "diff.h"
+
+typedef enum sb_check_kind {
+    SB_CHECK_REPEATABLE = 0, /* all repeats of each cell agree */
+    SB_CHECK_CROSS = 1,      /* cells that differ only along `axis` agree */
+    SB_CHECK_BASELINE = 2    /* each covered cell matches its stored baseline */
+} sb_check_kind;
+
+const char *sb_check_kind_name(sb_check_kind k);
+
+typedef enum sb_axis {
+    SB_AXIS_SEED = 0, SB_AXIS_BACKEND = 1, SB_AXIS_MODE = 2, SB_AXIS_THREADS = 3,
+    SB_AXIS_COUNT = 4
+} sb_axis;
+
+/* Axis names as used in "matrix" ("seeds", "backends", "modes", "threads") and,
+ * singular, in "where" and "axis" ("seed", "backend", "mode", "threads"); both
+ * spellings are accepted in "where" and "axis". */
+const char *sb_axis_name(sb_axis a);  /* singular */
+int sb_axis_parse(const char *name, sb_axis *out);
+
+#define SB_MAX_AXIS_VALUES 32
+
+/* A restriction of the cells a check covers: for each axis with n_values > 0,
+ * the cell's value (printed as in run ids: seeds in decimal, modes and
+ * backends by name, threads in decimal) must be one of values[]. */
+typedef struct sb_where {
+    int n_values[SB_AXIS_COUNT];
+    char values[SB_AXIS_COUNT][SB_MAX_AXIS_VALUES][32];
+} sb_where;
+
+typedef struct sb_check {
+    char name[64];
+    sb_check_kind kind;
+    sb_axis axis;            /* SB_CHECK_CROSS only */
+    sb_tolerance expect;
+    sb_where where;
+} sb_check;
+
+typedef struct sb_suite {
+    char *path;              /* as given to sb_suite_load (label for errors) */
+    char name[64];
+    char description[256];
+    sb_run_config base;      /* model, data, optim, steps, batch; matrix fields = first values */
+    int n_seeds;    uint64_t seeds[SB_MAX_AXIS_VALUES];
+    int n_backends; char backends[SB_MAX_AXIS_VALUES][16];
+    int n_modes;    sb_mode modes[SB_MAX_AXIS_VALUES];
+    int n_threads;  int threads[SB_MAX_AXIS_VALUES];
+    int repeats;             /* >= 1 */
+    double timeout;          /* seconds per run; default 600 */
+    int perturb;
+    int n_checks;
+    sb_check *checks;
+    char *text;              /* the file's bytes, NUL-terminated */
+    size_t text_len;
+    char sha256[65];         /* of text */
+} sb_suite;
+
+/* Loads, parses and validates. NULL on failure with err->msg of the form
+ * "PATH: json.path: what is wrong". Free with sb_suite_free. */
+sb_suite *sb_suite_load(const char *path, sb_error *err);
+sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_error *err);
+void sb_suite_free(sb_suite *s);
+
+/* One run of the expanded matrix. */
+typedef struct sb_run_spec {
+    char id[128];            /* e.g. "seed1-blas-fast-t2-r0" */
+    char cell[128];          /* the id without "-r<repeat>" */
+    int repeat;
+    sb_run_config cfg;       /* fully resolved */
+} sb_run_spec;
+
+/* Expands seeds × backends × modes × threads × repeats, in that nesting order
+ * (repeats innermost). Returns the number of runs and sets *out (caller
+ * frees with free()); -1 on allocation failure. */
+int sb_suite_expand(const sb_suite *s, sb_run_spec **out);
+
+/* The value of `axis` for a run config, printed as in ids/where ("1", "blas",
+ * "fast", "2"). */
+void sb_axis_value(const sb_run_config *c, sb_axis axis, char *buf, size_t n);
+/* Whether a run config is covered by `where`. */
+int sb_where_matches(const sb_where *w, const sb_run_config *c);
+
+#endif /* SB_SUITE_H */

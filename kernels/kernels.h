@@ -1,0 +1,128 @@
+/* kernels.h — the backend interface: a vtable of memory entry points and the
+ * ops the engine needs, plus the registry that creates a backend by name.
+ *
+ * Backends:
+ *   "ref"  — one thread, scalar C, a fixed order for every reduction, built with
+ *            -ffp-contract=off. The oracle every other backend is tested against.
+ *   "blas" — OpenBLAS SGEMM; every other op multithreaded in C over a pool whose
+ *            size the run sets.
+ *
+ * Determinism modes (DESIGN.md §3):
+ *   SB_MODE_DETERMINISTIC — same inputs, same thread count, same machine → same
+ *            bits: every reduction has a fixed partition and combination order.
+ *   SB_MODE_FAST — no promise. On "blas", reductions over the batch (bias
+ *            gradient, the loss) are split into chunks taken from a dynamic work
+ *            queue; each chunk's partial is atomically added to the result in
+ *            completion order, as GPU atomics do. On "ref" (one thread) fast is
+ *            the same as deterministic: the oracle has one order only.
+ *   perturb — a test aid (off by default): in fast mode, chunk partials are
+ *            added in an order permuted from a per-run OS entropy source, so a
+ *            difference between runs is guaranteed even on one thread.
+ *
+ * This header is not: a tensor library. Ops take raw float pointers that were
+ * allocated by the same backend; shapes are explicit arguments.
+ *
+ * Convention for ops (llm.c): outputs first, then inputs, then sizes. Backward
+ * ops ADD into their gradient outputs (+=) so gradients can accumulate; the
+ * caller zeroes gradient buffers (be->i->zero) before a step.
+ */
+#ifndef SB_KERNELS_H
+#define SB_KERNELS_H
+
+#include "sb_base.h"
+
+typedef enum sb_mode {
+    SB_MODE_DETERMINISTIC = 0,
+    SB_MODE_FAST = 1
+} sb_mode;
+
+const char *sb_mode_name(sb_mode m);
+/* returns 0 and sets *out when name is "deterministic" or "fast"; -1 otherwise */
+int sb_mode_parse(const char *name, sb_mode *out);
+
+typedef enum sb_act { SB_ACT_RELU = 0, SB_ACT_TANH = 1, SB_ACT_GELU = 2 } sb_act;
+const char *sb_act_name(sb_act a);
+int sb_act_parse(const char *name, sb_act *out);
+
+typedef struct sb_backend_config {
+    sb_mode mode;
+    int threads; /* >= 1; "ref" always computes on one thread whatever this says */
+    int perturb; /* order-perturbation test switch (fast mode only) */
+} sb_backend_config;
+
+typedef struct sb_backend sb_backend;
+
+/* The vtable. Every entry is required unless marked optional. */
+typedef struct sb_backend_i {
+    /* ---- memory ---- */
+    /* allocates `bytes` of zeroed, 64-byte aligned backend memory; NULL on failure */
+    void *(*alloc)(sb_backend *be, size_t bytes);
+    void (*free)(sb_backend *be, void *p); /* free(NULL) is a no-op */
+    void (*upload)(sb_backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(sb_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*zero)(sb_backend *be, float *x, size_t n);
+
+    /* ---- ops ---- */
+    /* C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C, row-major.
+     * op(X) = X when trans == 0, X^T when trans == 1. lda/ldb/ldc are the row
+     * strides of A, B, C as stored. */
+    void (*gemm)(sb_backend *be, int transA, int transB, int M, int N, int K,
+                 float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc);
+    /* out[B,N] += bias[N] (broadcast over rows) */
+    void (*bias_add)(sb_backend *be, float *out, const float *bias, int B, int N);
+    /* dbias[N] += sum over b of dout[b,N]  — a reduction over the batch */
+    void (*bias_grad)(sb_backend *be, float *dbias, const float *dout, int B, int N);
+    /* out[i] = f(inp[i]) for i < n */
+    void (*act_forward)(sb_backend *be, sb_act act, float *out, const float *inp, size_t n);
+    /* dinp[i] += dout[i] * f'(inp[i]) */
+    void (*act_backward)(sb_backend *be, sb_act act, float *dinp, const float *dout,
+                         const float *inp, size_t n);
+    /* probs[B,C] = softmax(logits[B,C]) row by row (max-subtracted);
+     * *loss = mean over b of -log(probs[b, labels[b]]) — a reduction over the
+     * batch. `loss` points to one float of backend memory. labels[B] are in
+     * [0, C) (the caller validates). */
+    void (*xent_forward)(sb_backend *be, float *probs, float *loss, const float *logits,
+                         const int32_t *labels, int B, int C);
+    /* dlogits[B,C] += (probs - onehot(labels)) / B */
+    void (*xent_backward)(sb_backend *be, float *dlogits, const float *probs,
+                          const int32_t *labels, int B, int C);
+    /* SGD with momentum and L2 weight decay, PyTorch's convention:
+     *   g' = g + wd*w;  mom = momentum*mom + g';  w -= lr*mom
+     * (when momentum == 0 the buffer is untouched and w -= lr*g'). */
+    void (*sgd_update)(sb_backend *be, float *w, float *mom, const float *g, size_t n,
+                       float lr, float momentum, float weight_decay);
+    /* Adam (AdamW-style decoupled decay when weight_decay > 0), PyTorch's order
+     * of operations; t is the 1-based step. See ref.c for the exact formula. */
+    void (*adam_update)(sb_backend *be, float *w, float *m, float *v, const float *g,
+                        size_t n, float lr, float beta1, float beta2, float eps,
+                        float weight_decay, int t);
+
+    /* ---- lifetime ---- */
+    void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
+} sb_backend_i;
+
+struct sb_backend {
+    const sb_backend_i *i;
+    const char *name;  /* "ref", "blas" */
+    sb_mode mode;
+    int threads;
+    int perturb;
+    void *ctx;         /* backend private state */
+};
+
+/* Creates a backend by name ("ref", "blas"). Returns NULL and fills err when the
+ * name is unknown, the configuration is invalid (threads < 1; ref with
+ * threads != 1 is allowed and runs on one thread) or resources fail.
+ * The caller frees with sb_backend_free. */
+sb_backend *sb_backend_new(const char *name, const sb_backend_config *cfg, sb_error *err);
+void sb_backend_free(sb_backend *be); /* NULL is a no-op */
+
+/* Names of the compiled-in backends, NULL-terminated. */
+const char *const *sb_backend_names(void);
+
+/* Description of the BLAS library the "blas" backend uses (e.g. "OpenBLAS
+ * 0.3.21 core=Prescott"), for fingerprints. Never NULL. */
+const char *sb_blas_info(void);
+
+#endif /* SB_KERNELS_H */
