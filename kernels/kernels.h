@@ -65,7 +65,8 @@ typedef struct sb_backend_i {
     /* ---- ops ---- */
     /* C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C, row-major.
      * op(X) = X when trans == 0, X^T when trans == 1. lda/ldb/ldc are the row
-     * strides of A, B, C as stored. */
+     * strides of A, B, C as stored. As in BLAS, C is not read when beta == 0
+     * (it may hold garbage) and A, B are not read when alpha == 0. */
     void (*gemm)(sb_backend *be, int transA, int transB, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc);
@@ -106,8 +107,8 @@ struct sb_backend {
     const sb_backend_i *i;
     const char *name;  /* "ref", "blas" */
     sb_mode mode;
-    int threads;
-    int perturb;
+    int threads;       /* threads the backend computes on ("ref": always 1) */
+    int perturb;       /* 1 only when the switch is in effect (fast mode, "blas") */
     void *ctx;         /* backend private state */
 };
 

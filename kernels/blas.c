@@ -1,0 +1,553 @@
+/* blas.c — the "blas" backend: OpenBLAS SGEMM, everything else multithreaded C
+ * over a persistent pool of `threads` workers (threadpool.h; the calling
+ * thread is worker 0).
+ *
+ * How each op is computed, and what that means for its bits:
+ *
+ *   gemm          cblas_sgemm, row-major, with OpenBLAS set to `threads`
+ *                 threads. Same call in both modes: the K-order inside is
+ *                 OpenBLAS's (kernel- and core-dependent), so it differs from
+ *                 ref within rounding; repeat calls with the same thread count
+ *                 and core are expected to agree (the tests check it).
+ *   bias_add, act_forward, act_backward, xent_backward, sgd_update,
+ *   adam_update   elementwise, no reduction: a static partition of the
+ *                 elements (or rows) into one contiguous range per worker.
+ *                 Except xent_backward (one line, below) they call the "ref"
+ *                 backend's own scalar loops on their range (ref.c is
+ *                 reentrant), so they equal ref bit for bit in every mode and
+ *                 for every thread count.
+ *   bias_grad, the loss of xent_forward
+ *                 reductions over the batch; their order depends on the mode:
+ *
+ *   deterministic: the batch is cut into fixed chunks of DET_CHUNK_ROWS rows
+ *     (chunk c = rows [64c, 64c+64)), independent of the thread count.
+ *     bias_grad: per column, each chunk's rows are summed in increasing row
+ *       order from 0.0f, the chunk partials are summed in increasing chunk
+ *       order from 0.0f, and that total is added to dbias[j] once. Workers own
+ *       disjoint column ranges, so no two threads touch one column.
+ *     loss: each chunk's row losses are summed in increasing row order from
+ *       0.0f (workers own disjoint chunk ranges); the chunk partials are then
+ *       summed in increasing chunk order from 0.0f on the calling thread and
+ *       divided by B.
+ *     Neither order depends on the thread count, so these two ops give the
+ *     same bits for any thread count (more than the mode promises; the
+ *     softmax rows themselves are ref's, bit for bit).
+ *
+ *   fast: the batch is cut into chunks of FAST_CHUNK_ROWS rows handed out by
+ *     an atomic counter (a dynamic work queue). A worker sums its chunk's rows
+ *     in increasing order from 0.0f, then atomically adds that partial (a CAS
+ *     loop on the float) straight into dbias[j] (bias_grad) or into the loss
+ *     accumulator (xent_forward, divided by B at the end). The order of those
+ *     atomic adds is the order in which chunks finish — UNORDERED, decided by
+ *     the OS scheduler, as with GPU atomics. These are the only unordered
+ *     reductions in this backend.
+ *     With perturb on (fast mode only), the k-th chunk taken from the queue is
+ *     chunk (a*k + b) mod nchunks, with a (coprime to nchunks) and b drawn per
+ *     call from the backend's xorshift generator, which is seeded from
+ *     getrandom() when the backend is created. Because the atomic adds follow
+ *     the order chunks are taken, the float sum order changes from call to
+ *     call even on one thread (given at least two chunks, i.e. B > 4).
+ *
+ * What it deliberately is not: a tuned CPU backend. Scheduling is simple,
+ * small ops run on the calling thread only (the result does not depend on
+ * that), and one backend instance serves one caller thread at a time.
+ */
+#include "kernels.h"
+#include "threadpool.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DET_CHUNK_ROWS 64  /* deterministic: rows per chunk of a batch reduction */
+#define FAST_CHUNK_ROWS 4  /* fast: rows per work-queue item */
+#define COL_TILE 64        /* columns summed together, for memory locality only */
+#define SERIAL_BELOW 16384 /* elementwise ops on fewer elements run on the caller */
+
+typedef struct blas_ctx {
+    sb_pool *pool;
+    sb_backend *ref;    /* the scalar loops the elementwise ops run on ranges */
+    uint64_t rng;       /* xorshift64 state, only used when perturb is on */
+    float *partials;    /* deterministic loss: one partial per chunk */
+    size_t partials_cap;
+} blas_ctx;
+
+static blas_ctx *ctx_of(sb_backend *be) { return (blas_ctx *)be->ctx; }
+
+/* ====================================================================== */
+/* helpers                                                                */
+/* ====================================================================== */
+
+/* Worker w's share [lo, hi) of n items, contiguous, sizes differing by <= 1. */
+static void split_range(size_t n, int w, int nw, size_t *lo, size_t *hi) {
+    size_t q = n / (size_t)nw, r = n % (size_t)nw, uw = (size_t)w;
+    *lo = uw * q + (uw < r ? uw : r);
+    *hi = *lo + q + (uw < r ? 1 : 0);
+}
+
+/* Runs fn on the whole pool, or on the caller alone when the work is small;
+ * every op's result is independent of which of the two happens. */
+static void run(blas_ctx *cx, sb_pool_fn fn, void *arg, size_t work) {
+    if (work < SERIAL_BELOW || sb_pool_size(cx->pool) == 1)
+        fn(arg, 0, 1);
+    else
+        sb_pool_run(cx->pool, fn, arg);
+}
+
+/* dst += v as one atomic read-modify-write (compare-and-swap on the float's
+ * bits; a NaN compares equal to itself bitwise, so the loop ends). */
+static void atomic_add_float(float *dst, float v) {
+    float old, upd;
+    __atomic_load(dst, &old, __ATOMIC_RELAXED);
+    do {
+        upd = old + v;
+    } while (!__atomic_compare_exchange(dst, &old, &upd, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+}
+
+static uint64_t xorshift64(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static size_t gcd(size_t a, size_t b) {
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The fast-mode work queue: chunk k taken from the counter is chunk
+ * (mul*k + add) mod n; identity unless perturb is on. */
+typedef struct work_queue {
+    atomic_size_t next;
+    size_t n, mul, add;
+} work_queue;
+
+static void queue_init(blas_ctx *cx, work_queue *q, size_t nchunks, int perturb) {
+    atomic_init(&q->next, 0);
+    q->n = nchunks;
+    q->mul = 1;
+    q->add = 0;
+    if (perturb && nchunks > 1) {
+        do
+            q->mul = 1 + (size_t)(xorshift64(&cx->rng) % (nchunks - 1));
+        while (gcd(q->mul, nchunks) != 1);
+        q->add = (size_t)(xorshift64(&cx->rng) % nchunks);
+    }
+}
+
+/* Next chunk index, or (size_t)-1 when the queue is empty. */
+static size_t queue_take(work_queue *q) {
+    size_t k = atomic_fetch_add_explicit(&q->next, 1, memory_order_relaxed);
+    if (k >= q->n) return (size_t)-1;
+    /* n <= B/4 < 2^29 (B is an int), so mul*k + add < 2^59: no overflow */
+    return (q->mul * k + q->add) % q->n;
+}
+
+/* ====================================================================== */
+/* GEMM                                                                   */
+/* ====================================================================== */
+
+static void blas_gemm(sb_backend *be, int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc) {
+    /* the same stride rules ref.c asserts; cblas would print and skip instead */
+    SB_ASSERT(M >= 0 && N >= 0 && K >= 0);
+    SB_ASSERT(lda >= 1 && ldb >= 1 && ldc >= 1);
+    SB_ASSERT(lda >= (transA ? M : K) && ldb >= (transB ? K : N) && ldc >= N);
+    if (M == 0 || N == 0) return;
+    /* OpenBLAS's thread count is process-wide; another backend instance may
+     * have changed it since ours was created */
+    if (openblas_get_num_threads() != be->threads) openblas_set_num_threads(be->threads);
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc);
+}
+
+/* ====================================================================== */
+/* elementwise ops: ref's loops on static ranges                          */
+/* ====================================================================== */
+
+typedef struct ew_job {
+    sb_backend *ref;
+    sb_act act;
+    float *out, *out2, *out3;
+    const float *in, *in2;
+    const int32_t *labels;
+    size_t n; /* elements, or rows for the row ops */
+    int cols;
+    float f[6];
+    int t;
+} ew_job;
+
+static void act_forward_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo) j->ref->i->act_forward(j->ref, j->act, j->out + lo, j->in + lo, hi - lo);
+}
+
+static void blas_act_forward(sb_backend *be, sb_act act, float *out, const float *inp, size_t n) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .act = act, .out = out, .in = inp, .n = n};
+    run(cx, act_forward_worker, &j, n);
+}
+
+static void act_backward_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->act_backward(j->ref, j->act, j->out + lo, j->in + lo, j->in2 + lo, hi - lo);
+}
+
+static void blas_act_backward(sb_backend *be, sb_act act, float *dinp, const float *dout,
+                              const float *inp, size_t n) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .act = act, .out = dinp, .in = dout, .in2 = inp, .n = n};
+    run(cx, act_backward_worker, &j, n);
+}
+
+static void bias_add_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->bias_add(j->ref, j->out + lo * (size_t)j->cols, j->in, (int)(hi - lo), j->cols);
+}
+
+static void blas_bias_add(sb_backend *be, float *out, const float *bias, int B, int N) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .out = out, .in = bias, .n = (size_t)B, .cols = N};
+    run(cx, bias_add_worker, &j, (size_t)B * (size_t)N);
+}
+
+/* The same expression as ref_xent_backward; it cannot call ref on a row range
+ * because ref divides by its own B argument. */
+static void xent_backward_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    float fB = (float)j->n;
+    for (size_t b = lo; b < hi; b++) {
+        int32_t label = j->labels[b];
+        SB_ASSERT(label >= 0 && label < j->cols);
+        float *d = j->out + b * (size_t)j->cols;
+        const float *p = j->in + b * (size_t)j->cols;
+        for (int c = 0; c < j->cols; c++) {
+            float y = c == label ? 1.0f : 0.0f;
+            d[c] = d[c] + (p[c] - y) / fB;
+        }
+    }
+}
+
+static void blas_xent_backward(sb_backend *be, float *dlogits, const float *probs,
+                               const int32_t *labels, int B, int C) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.out = dlogits, .in = probs, .labels = labels, .n = (size_t)B, .cols = C};
+    run(cx, xent_backward_worker, &j, (size_t)B * (size_t)C);
+}
+
+static void sgd_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->sgd_update(j->ref, j->out + lo, j->out2 + lo, j->in + lo, hi - lo, j->f[0],
+                              j->f[1], j->f[2]);
+}
+
+static void blas_sgd_update(sb_backend *be, float *w, float *mom, const float *g, size_t n,
+                            float lr, float momentum, float weight_decay) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .out = w, .out2 = mom, .in = g, .n = n,
+                .f = {lr, momentum, weight_decay}};
+    run(cx, sgd_worker, &j, n);
+}
+
+static void adam_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->adam_update(j->ref, j->out + lo, j->out2 + lo, j->out3 + lo, j->in + lo,
+                               hi - lo, j->f[0], j->f[1], j->f[2], j->f[3], j->f[4], j->t);
+}
+
+static void blas_adam_update(sb_backend *be, float *w, float *m, float *v, const float *g,
+                             size_t n, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, int t) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .out = w, .out2 = m, .out3 = v, .in = g, .n = n,
+                .f = {lr, beta1, beta2, eps, weight_decay}, .t = t};
+    run(cx, adam_worker, &j, n);
+}
+
+/* ====================================================================== */
+/* bias_grad: a reduction over the batch                                  */
+/* ====================================================================== */
+
+typedef struct bias_grad_job {
+    float *dbias;
+    const float *dout;
+    int B, N;
+    work_queue q; /* fast mode */
+} bias_grad_job;
+
+/* Deterministic: worker w owns columns [lo, hi). Order per column (see the
+ * header): rows within a 64-row chunk in increasing order from 0.0f, chunk
+ * partials in increasing chunk order from 0.0f, then dbias[j] += total. The
+ * COL_TILE tiling only changes which columns are in flight together. */
+static void bias_grad_det_worker(void *arg, int w, int nw) {
+    bias_grad_job *j = arg;
+    size_t lo, hi;
+    split_range((size_t)j->N, w, nw, &lo, &hi);
+    for (size_t c0 = lo; c0 < hi; c0 += COL_TILE) {
+        size_t width = hi - c0 < COL_TILE ? hi - c0 : COL_TILE;
+        float total[COL_TILE], part[COL_TILE];
+        for (size_t c = 0; c < width; c++) total[c] = 0.0f;
+        for (int r0 = 0; r0 < j->B; r0 += DET_CHUNK_ROWS) {
+            int r1 = j->B - r0 < DET_CHUNK_ROWS ? j->B : r0 + DET_CHUNK_ROWS;
+            for (size_t c = 0; c < width; c++) part[c] = 0.0f;
+            for (int r = r0; r < r1; r++) {
+                const float *row = j->dout + (size_t)r * (size_t)j->N + c0;
+                for (size_t c = 0; c < width; c++) part[c] += row[c];
+            }
+            for (size_t c = 0; c < width; c++) total[c] += part[c];
+        }
+        for (size_t c = 0; c < width; c++) j->dbias[c0 + c] = j->dbias[c0 + c] + total[c];
+    }
+}
+
+/* Fast: chunks of FAST_CHUNK_ROWS rows from the work queue; each chunk's
+ * per-column partial (rows in increasing order from 0.0f) is atomically added
+ * into dbias in completion order — the unordered reduction. */
+static void bias_grad_fast_worker(void *arg, int w, int nw) {
+    (void)w;
+    (void)nw;
+    bias_grad_job *j = arg;
+    size_t chunk;
+    while ((chunk = queue_take(&j->q)) != (size_t)-1) {
+        int r0 = (int)chunk * FAST_CHUNK_ROWS;
+        int r1 = j->B - r0 < FAST_CHUNK_ROWS ? j->B : r0 + FAST_CHUNK_ROWS;
+        for (int c0 = 0; c0 < j->N; c0 += COL_TILE) {
+            int width = j->N - c0 < COL_TILE ? j->N - c0 : COL_TILE;
+            float part[COL_TILE];
+            for (int c = 0; c < width; c++) part[c] = 0.0f;
+            for (int r = r0; r < r1; r++) {
+                const float *row = j->dout + (size_t)r * (size_t)j->N + (size_t)c0;
+                for (int c = 0; c < width; c++) part[c] += row[c];
+            }
+            for (int c = 0; c < width; c++) atomic_add_float(&j->dbias[c0 + c], part[c]);
+        }
+    }
+}
+
+static void blas_bias_grad(sb_backend *be, float *dbias, const float *dout, int B, int N) {
+    blas_ctx *cx = ctx_of(be);
+    if (B <= 0 || N <= 0) return;
+    bias_grad_job j = {.dbias = dbias, .dout = dout, .B = B, .N = N};
+    if (be->mode == SB_MODE_DETERMINISTIC) {
+        run(cx, bias_grad_det_worker, &j, (size_t)B * (size_t)N);
+    } else {
+        size_t nchunks = ((size_t)B + FAST_CHUNK_ROWS - 1) / FAST_CHUNK_ROWS;
+        queue_init(cx, &j.q, nchunks, be->perturb);
+        /* always on the pool: with two or more threads the add order is real
+         * scheduling nondeterminism, whatever the size */
+        sb_pool_run(cx->pool, bias_grad_fast_worker, &j);
+    }
+}
+
+/* ====================================================================== */
+/* xent_forward: rows are ref's; the loss is a reduction over the batch   */
+/* ====================================================================== */
+
+typedef struct xent_job {
+    sb_backend *ref;
+    float *probs;
+    const float *logits;
+    const int32_t *labels;
+    int B, C;
+    size_t nchunks;
+    size_t rows_per_chunk;
+    float *partials;  /* deterministic: [nchunks] */
+    work_queue q;     /* fast */
+    float acc;        /* fast: atomically accumulated sum of row losses */
+} xent_job;
+
+/* Softmax of the rows of one chunk (ref's code, one row at a time: with B = 1
+ * ref's loss is the row loss exactly) and the chunk's partial: row losses in
+ * increasing row order from 0.0f. */
+static float xent_chunk(xent_job *j, size_t chunk) {
+    size_t r0 = chunk * j->rows_per_chunk;
+    size_t r1 = r0 + j->rows_per_chunk < (size_t)j->B ? r0 + j->rows_per_chunk : (size_t)j->B;
+    float part = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+        size_t off = r * (size_t)j->C;
+        float row_loss;
+        j->ref->i->xent_forward(j->ref, j->probs + off, &row_loss, j->logits + off,
+                                j->labels + r, 1, j->C);
+        part += row_loss;
+    }
+    return part;
+}
+
+static void xent_det_worker(void *arg, int w, int nw) {
+    xent_job *j = arg;
+    size_t lo, hi;
+    split_range(j->nchunks, w, nw, &lo, &hi);
+    for (size_t c = lo; c < hi; c++) j->partials[c] = xent_chunk(j, c);
+}
+
+static void xent_fast_worker(void *arg, int w, int nw) {
+    (void)w;
+    (void)nw;
+    xent_job *j = arg;
+    size_t chunk;
+    while ((chunk = queue_take(&j->q)) != (size_t)-1) atomic_add_float(&j->acc, xent_chunk(j, chunk));
+}
+
+static void blas_xent_forward(sb_backend *be, float *probs, float *loss, const float *logits,
+                              const int32_t *labels, int B, int C) {
+    blas_ctx *cx = ctx_of(be);
+    SB_ASSERT(B >= 1 && C >= 1);
+    xent_job j = {.ref = cx->ref, .probs = probs, .logits = logits, .labels = labels,
+                  .B = B, .C = C};
+    if (be->mode == SB_MODE_DETERMINISTIC) {
+        j.rows_per_chunk = DET_CHUNK_ROWS;
+        j.nchunks = ((size_t)B + DET_CHUNK_ROWS - 1) / DET_CHUNK_ROWS;
+        if (j.nchunks > cx->partials_cap) {
+            float *p = realloc(cx->partials, j.nchunks * sizeof *p);
+            if (p) {
+                cx->partials = p;
+                cx->partials_cap = j.nchunks;
+            }
+        }
+        /* Reduction: chunk partials summed in increasing chunk order from
+         * 0.0f, then divided by B. Without scratch memory the chunks are
+         * computed here one after the other: the same order, the same bits. */
+        float s = 0.0f;
+        if (j.nchunks <= cx->partials_cap) {
+            j.partials = cx->partials;
+            run(cx, xent_det_worker, &j, (size_t)B * (size_t)C);
+            for (size_t c = 0; c < j.nchunks; c++) s += j.partials[c];
+        } else {
+            for (size_t c = 0; c < j.nchunks; c++) s += xent_chunk(&j, c);
+        }
+        *loss = s / (float)B;
+    } else {
+        j.rows_per_chunk = FAST_CHUNK_ROWS;
+        j.nchunks = ((size_t)B + FAST_CHUNK_ROWS - 1) / FAST_CHUNK_ROWS;
+        j.acc = 0.0f;
+        queue_init(cx, &j.q, j.nchunks, be->perturb);
+        sb_pool_run(cx->pool, xent_fast_worker, &j);
+        /* unordered: acc holds the chunk partials in completion order */
+        *loss = j.acc / (float)B;
+    }
+}
+
+/* ====================================================================== */
+/* memory (host memory, as ref's) and lifetime                            */
+/* ====================================================================== */
+
+static void *blas_alloc(sb_backend *be, size_t bytes) {
+    sb_backend *ref = ctx_of(be)->ref;
+    return ref->i->alloc(ref, bytes);
+}
+
+static void blas_free(sb_backend *be, void *p) {
+    sb_backend *ref = ctx_of(be)->ref;
+    ref->i->free(ref, p);
+}
+
+static void blas_upload(sb_backend *be, void *dst, const void *src, size_t bytes) {
+    sb_backend *ref = ctx_of(be)->ref;
+    ref->i->upload(ref, dst, src, bytes);
+}
+
+static void blas_download(sb_backend *be, void *dst, const void *src, size_t bytes) {
+    sb_backend *ref = ctx_of(be)->ref;
+    ref->i->download(ref, dst, src, bytes);
+}
+
+static void blas_zero(sb_backend *be, float *x, size_t n) {
+    sb_backend *ref = ctx_of(be)->ref;
+    ref->i->zero(ref, x, n);
+}
+
+static void blas_destroy(sb_backend *be) {
+    blas_ctx *cx = ctx_of(be);
+    if (!cx) return;
+    sb_pool_free(cx->pool);
+    sb_backend_free(cx->ref);
+    free(cx->partials);
+    free(cx);
+    be->ctx = NULL;
+}
+
+static const sb_backend_i blas_vtable = {
+    .alloc = blas_alloc,
+    .free = blas_free,
+    .upload = blas_upload,
+    .download = blas_download,
+    .zero = blas_zero,
+    .gemm = blas_gemm,
+    .bias_add = blas_bias_add,
+    .bias_grad = blas_bias_grad,
+    .act_forward = blas_act_forward,
+    .act_backward = blas_act_backward,
+    .xent_forward = blas_xent_forward,
+    .xent_backward = blas_xent_backward,
+    .sgd_update = blas_sgd_update,
+    .adam_update = blas_adam_update,
+    .destroy = blas_destroy,
+};
+
+/* 64 bits from the OS for the perturbation generator; if getrandom() is not
+ * available, the clock and process id still make two runs differ. Never 0
+ * (xorshift's fixed point). */
+static uint64_t entropy_seed(void) {
+    uint64_t s = 0;
+    ssize_t got;
+    do
+        got = getrandom(&s, sizeof s, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+            ((uint64_t)getpid() << 32);
+    }
+    return s ? s : 0x2545F4914F6CDD1Dull;
+}
+
+/* Called by sb_backend_new (backend.c) with a validated configuration. */
+sb_status sb_blas_init(sb_backend *be, sb_error *err) {
+    blas_ctx *cx = calloc(1, sizeof *cx);
+    if (!cx) return sb_error_set(err, SB_ERR_NOMEM, "backend 'blas': out of memory");
+    sb_backend_config ref_cfg = {.mode = SB_MODE_DETERMINISTIC, .threads = 1, .perturb = 0};
+    cx->ref = sb_backend_new("ref", &ref_cfg, err);
+    if (!cx->ref) goto fail;
+    cx->pool = sb_pool_new(be->threads, err);
+    if (!cx->pool) goto fail;
+    if (be->perturb) cx->rng = entropy_seed();
+    openblas_set_num_threads(be->threads);
+    be->i = &blas_vtable;
+    be->ctx = cx;
+    return SB_OK;
+
+fail:
+    sb_backend_free(cx->ref);
+    free(cx);
+    return err ? err->status : SB_ERR_RUN;
+}

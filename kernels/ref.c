@@ -1,0 +1,375 @@
+/* ref.c — the "ref" backend: the float32 oracle every other backend is tested
+ * against (DESIGN.md §3).
+ *
+ * What it is: one thread, plain scalar C, float32 storage AND float32
+ * accumulators, each reduction in one fixed sequential order that is written
+ * next to it. The whole project builds with -ffp-contract=off, so every `a*b+c`
+ * below is two roundings, exactly as written; no FMA, no fast-math, no SIMD
+ * intrinsics. Given the same libm (expf, logf, tanhf, sqrtf, pow), the result
+ * is a pure function of the inputs: one thread, one order, one set of bits.
+ *
+ * Why float and not double accumulators: the oracle should be the float32
+ * computation done in the most obvious order, so that a backend agreeing with
+ * it bitwise proves it does that computation, and one disagreeing shows by how
+ * much a different order moves float32 results. A double oracle would be
+ * "more exact" but no float32 backend could ever match it bit for bit.
+ *
+ * What it deliberately is not: fast. No blocking, no threads, no vectorising
+ * tricks; `threads` in the config is ignored and the backend reports 1. It is
+ * also not PyTorch: it follows PyTorch's formulas and order of operations
+ * (noted at each op), but PyTorch's CPU kernels use SIMD tanh/exp (SLEEF) and
+ * FMA in some vector paths, so matching PyTorch's bits is not promised.
+ *
+ * Reentrancy: the ops keep no state (ctx is NULL), so they may be called
+ * concurrently on disjoint memory. The "blas" backend relies on this: it runs
+ * these very functions on disjoint ranges from its worker threads, which is
+ * why its elementwise ops equal ref's bit for bit.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ====================================================================== */
+/* memory: plain host memory                                              */
+/* ====================================================================== */
+
+static void *ref_alloc(sb_backend *be, size_t bytes) {
+    (void)be;
+    /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
+     * unique, freeable block so callers need no special case */
+    size_t rounded = bytes == 0 ? 64 : bytes;
+    if (rounded > SIZE_MAX - 63) return NULL;
+    rounded = (rounded + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static void ref_free(sb_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void ref_upload(sb_backend *be, void *dst, const void *host_src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, host_src, bytes);
+}
+
+static void ref_download(sb_backend *be, void *host_dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(host_dst, src, bytes);
+}
+
+static void ref_zero(sb_backend *be, float *x, size_t n) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) x[i] = 0.0f; /* +0.0f, never -0.0f */
+}
+
+/* ====================================================================== */
+/* GEMM                                                                   */
+/* ====================================================================== */
+
+/* Programming-error checks shared by every GEMM entry: the strides must cover
+ * the matrices as stored (the same rule cblas applies, which would otherwise
+ * print a message and silently skip the call). */
+static void check_gemm_args(int transA, int transB, int M, int N, int K, int lda, int ldb,
+                            int ldc) {
+    SB_ASSERT(M >= 0 && N >= 0 && K >= 0);
+    SB_ASSERT(lda >= 1 && ldb >= 1 && ldc >= 1);
+    SB_ASSERT(lda >= (transA ? M : K)); /* A stored [K,M] or [M,K] */
+    SB_ASSERT(ldb >= (transB ? K : N)); /* B stored [N,K] or [K,N] */
+    SB_ASSERT(ldc >= N);
+}
+
+/* C[i,j] = alpha * sum_k op(A)[i,k]*op(B)[k,j] + beta * C[i,j].
+ * Reduction order: for each (i,j) independently, one float accumulator starting
+ * at 0.0f, k = 0, 1, ..., K-1 in increasing order; then alpha*acc, then
+ * + beta*C. As in BLAS, C is not read when beta == 0 (so garbage or NaN in C
+ * does not leak in) and A, B are not read when alpha == 0. */
+static void ref_gemm(sb_backend *be, int transA, int transB, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                     int ldc) {
+    (void)be;
+    check_gemm_args(transA, transB, M, N, K, lda, ldb, ldc);
+    /* element strides of op(A) along k and op(B) along k */
+    size_t a_row = transA ? 1 : (size_t)lda, a_k = transA ? (size_t)lda : 1;
+    size_t b_col = transB ? (size_t)ldb : 1, b_k = transB ? 1 : (size_t)ldb;
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            if (alpha != 0.0f) {
+                const float *a = A + (size_t)i * a_row;
+                const float *b = B + (size_t)j * b_col;
+                for (int k = 0; k < K; k++) acc += a[(size_t)k * a_k] * b[(size_t)k * b_k];
+            }
+            float c = alpha * acc;
+            float *cij = C + (size_t)i * (size_t)ldc + (size_t)j;
+            if (beta != 0.0f) c = c + beta * *cij;
+            *cij = c;
+        }
+    }
+}
+
+/* ====================================================================== */
+/* bias                                                                   */
+/* ====================================================================== */
+
+static void ref_bias_add(sb_backend *be, float *out, const float *bias, int B, int N) {
+    (void)be;
+    for (int b = 0; b < B; b++) {
+        float *row = out + (size_t)b * (size_t)N;
+        for (int j = 0; j < N; j++) row[j] = row[j] + bias[j];
+    }
+}
+
+/* dbias[j] += sum_b dout[b,j].
+ * Reduction order: per column j, one float accumulator starting at 0.0f,
+ * rows b = 0, 1, ..., B-1 in increasing order; the finished sum is then added
+ * to dbias[j] once (dbias[j] = dbias[j] + sum). */
+static void ref_bias_grad(sb_backend *be, float *dbias, const float *dout, int B, int N) {
+    (void)be;
+    for (int j = 0; j < N; j++) {
+        float s = 0.0f;
+        for (int b = 0; b < B; b++) s += dout[(size_t)b * (size_t)N + (size_t)j];
+        dbias[j] = dbias[j] + s;
+    }
+}
+
+/* ====================================================================== */
+/* activations                                                            */
+/* ====================================================================== */
+
+/* GELU, tanh approximation (PyTorch's gelu(approximate='tanh')):
+ *   gelu(x) = 0.5*x*(1 + tanh(sqrt(2/pi) * (x + 0.044715*x^3)))
+ * evaluated left to right in float with the constants rounded to float. */
+#define GELU_BETA 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_KAPPA 0.044715f
+
+static float gelu_fwd(float x) {
+    float x_cube = x * x * x;
+    float inner = GELU_BETA * (x + GELU_KAPPA * x_cube);
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+/* d gelu / dx, in the same factorisation PyTorch's GeluBackward uses:
+ *   left = x/2, right = 1 + tanh(inner)
+ *   d = right/2 + left * (1 - tanh^2) * sqrt(2/pi) * (1 + 3*0.044715*x^2) */
+static float gelu_grad(float x) {
+    float x_sq = x * x;
+    float x_cube = x_sq * x;
+    float inner = GELU_BETA * (x + GELU_KAPPA * x_cube);
+    float t = tanhf(inner);
+    float left = 0.5f * x;
+    float right = 1.0f + t;
+    float left_d = 0.5f * right;
+    float tanh_d = 1.0f - t * t;
+    float inner_d = GELU_BETA * (1.0f + (3.0f * GELU_KAPPA) * x_sq);
+    float right_d = left * tanh_d * inner_d;
+    return left_d + right_d;
+}
+
+/* ReLU keeps NaN (x < 0 is false for NaN) so a NaN is never hidden as 0. */
+static void ref_act_forward(sb_backend *be, sb_act act, float *out, const float *inp, size_t n) {
+    (void)be;
+    switch (act) {
+    case SB_ACT_RELU:
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+        return;
+    case SB_ACT_TANH:
+        for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+        return;
+    case SB_ACT_GELU:
+        for (size_t i = 0; i < n; i++) out[i] = gelu_fwd(inp[i]);
+        return;
+    }
+    SB_ASSERT(!"unknown activation");
+}
+
+/* dinp[i] += dout[i] * f'(inp[i]).
+ * ReLU: f'(x) = 0 for x <= 0 (the kink counts as 0, like PyTorch's
+ * threshold_backward), and the gradient is selected rather than multiplied so
+ * an infinite dout does not turn into NaN at x <= 0.
+ * tanh: f'(x) = 1 - tanh(x)^2, recomputed from the input. */
+static void ref_act_backward(sb_backend *be, sb_act act, float *dinp, const float *dout,
+                             const float *inp, size_t n) {
+    (void)be;
+    switch (act) {
+    case SB_ACT_RELU:
+        for (size_t i = 0; i < n; i++) dinp[i] = dinp[i] + (inp[i] <= 0.0f ? 0.0f : dout[i]);
+        return;
+    case SB_ACT_TANH:
+        for (size_t i = 0; i < n; i++) {
+            float t = tanhf(inp[i]);
+            dinp[i] = dinp[i] + dout[i] * (1.0f - t * t);
+        }
+        return;
+    case SB_ACT_GELU:
+        for (size_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * gelu_grad(inp[i]);
+        return;
+    }
+    SB_ASSERT(!"unknown activation");
+}
+
+/* ====================================================================== */
+/* softmax cross-entropy                                                  */
+/* ====================================================================== */
+
+/* One row: probs = softmax(logits) and the row's loss -log(probs[label]).
+ * Reductions, both over j = 0, 1, ..., C-1 in increasing order: the max
+ * (a NaN logit never wins a comparison, so it reaches the sum and makes the
+ * row NaN), then the float sum of exp(x_j - max) starting at 0.0f.
+ * probs[j] = exp(x_j - max) / sum (a division, not a multiplication by 1/sum).
+ * The loss is computed as log(sum) - (x_label - max) — the log-softmax form
+ * PyTorch's cross_entropy uses — which equals -log(probs[label]) but stays
+ * finite when probs[label] underflows to 0. */
+static float softmax_xent_row(float *probs, const float *logits, int32_t label, int C) {
+    float max = logits[0];
+    for (int j = 1; j < C; j++)
+        if (logits[j] > max) max = logits[j];
+    float sum = 0.0f;
+    for (int j = 0; j < C; j++) {
+        float e = expf(logits[j] - max);
+        probs[j] = e;
+        sum += e;
+    }
+    for (int j = 0; j < C; j++) probs[j] = probs[j] / sum;
+    return logf(sum) - (logits[label] - max);
+}
+
+/* *loss = (sum over b of row losses) / B.
+ * Reduction order: one float accumulator starting at 0.0f, rows b = 0, 1, ...,
+ * B-1 in increasing order, then one division by (float)B. For B == 1 the loss
+ * is the row loss exactly (0 + l = l, l / 1 = l); blas.c relies on that. */
+static void ref_xent_forward(sb_backend *be, float *probs, float *loss, const float *logits,
+                             const int32_t *labels, int B, int C) {
+    (void)be;
+    SB_ASSERT(B >= 1 && C >= 1);
+    float s = 0.0f;
+    for (int b = 0; b < B; b++) {
+        SB_ASSERT(labels[b] >= 0 && labels[b] < C);
+        size_t off = (size_t)b * (size_t)C;
+        s += softmax_xent_row(probs + off, logits + off, labels[b], C);
+    }
+    *loss = s / (float)B;
+}
+
+/* dlogits[b,j] += (probs[b,j] - onehot) / B, elementwise (no reduction). */
+static void ref_xent_backward(sb_backend *be, float *dlogits, const float *probs,
+                              const int32_t *labels, int B, int C) {
+    (void)be;
+    float fB = (float)B;
+    for (int b = 0; b < B; b++) {
+        SB_ASSERT(labels[b] >= 0 && labels[b] < C);
+        size_t off = (size_t)b * (size_t)C;
+        for (int j = 0; j < C; j++) {
+            float y = j == labels[b] ? 1.0f : 0.0f;
+            dlogits[off + (size_t)j] = dlogits[off + (size_t)j] + (probs[off + (size_t)j] - y) / fB;
+        }
+    }
+}
+
+/* ====================================================================== */
+/* optimizers (elementwise, no reductions)                                */
+/* ====================================================================== */
+
+/* torch.optim.SGD (dampening 0, no Nesterov), per element:
+ *   d = g + wd*w            (skipped when wd == 0, as PyTorch does)
+ *   buf = buf*momentum + d  (skipped when momentum == 0; PyTorch's first step
+ *                            sets buf = d, and 0*momentum + d == d)
+ *   w = w - lr*buf          (PyTorch: w + (-lr)*buf, the same bits) */
+static void ref_sgd_update(sb_backend *be, float *w, float *mom, const float *g, size_t n,
+                           float lr, float momentum, float weight_decay) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (weight_decay != 0.0f) d = d + weight_decay * w[i];
+        if (momentum != 0.0f) {
+            float buf = mom[i] * momentum + d;
+            mom[i] = buf;
+            d = buf;
+        }
+        w[i] = w[i] - lr * d;
+    }
+}
+
+/* torch.optim.AdamW / Adam(decoupled_weight_decay=True), single-tensor,
+ * non-fused, non-capturable path, per element. Scalars are computed in double
+ * as Python does, then rounded to float where PyTorch hands them to a float
+ * kernel:
+ *   bc1 = 1 - beta1^t, bc2 = 1 - beta2^t           (double)
+ *   step_size = lr / bc1, bc2_sqrt = sqrt(bc2)      (double)
+ *   w = w * (float)(1 - lr*wd)                      (only when wd != 0)
+ *   m = lerp(m, g, (float)(1 - beta1))              (PyTorch's lerp: for weight
+ *        < 0.5 m + wt*(g - m), else g - (g - m)*(1 - wt))
+ *   v = v*beta2 + ((float)(1 - beta2) * g) * g      (mul_ then addcmul_)
+ *   denom = sqrt(v) / (float)bc2_sqrt + (float)eps
+ *   w = w + ((float)(-step_size) * m) / denom       (addcdiv_: value*t1/t2,
+ *        left to right, as PyTorch's CPU kernel evaluates it)
+ * One caveat for bitwise PyTorch parity: PyTorch's lr/betas/eps are Python
+ * doubles, ours arrive as floats, so e.g. beta1 = 0.9f is not Python's 0.9. */
+static void ref_adam_update(sb_backend *be, float *w, float *m, float *v, const float *g,
+                            size_t n, float lr, float beta1, float beta2, float eps,
+                            float weight_decay, int t) {
+    (void)be;
+    SB_ASSERT(t >= 1);
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    double step_size = (double)lr / bc1;
+    double bc2_sqrt = sqrt(bc2);
+    const float neg_step = (float)(-step_size);
+    const float bc2_sqrt_f = (float)bc2_sqrt;
+    const float lerp_wt = (float)(1.0 - (double)beta1);
+    const float one_minus_beta2 = (float)(1.0 - (double)beta2);
+    const float decay = (float)(1.0 - (double)lr * (double)weight_decay);
+    const int lerp_small = fabsf(lerp_wt) < 0.5f;
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i], gi = g[i], mi = m[i], vi = v[i];
+        if (weight_decay != 0.0f) wi = wi * decay;
+        mi = lerp_small ? mi + lerp_wt * (gi - mi) : gi - (gi - mi) * (1.0f - lerp_wt);
+        vi = vi * beta2;
+        vi = vi + one_minus_beta2 * gi * gi;
+        float denom = sqrtf(vi) / bc2_sqrt_f + eps;
+        wi = wi + neg_step * mi / denom;
+        w[i] = wi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+/* ====================================================================== */
+/* lifetime                                                               */
+/* ====================================================================== */
+
+static void ref_destroy(sb_backend *be) { (void)be; /* no private state */ }
+
+static const sb_backend_i ref_vtable = {
+    .alloc = ref_alloc,
+    .free = ref_free,
+    .upload = ref_upload,
+    .download = ref_download,
+    .zero = ref_zero,
+    .gemm = ref_gemm,
+    .bias_add = ref_bias_add,
+    .bias_grad = ref_bias_grad,
+    .act_forward = ref_act_forward,
+    .act_backward = ref_act_backward,
+    .xent_forward = ref_xent_forward,
+    .xent_backward = ref_xent_backward,
+    .sgd_update = ref_sgd_update,
+    .adam_update = ref_adam_update,
+    .destroy = ref_destroy,
+};
+
+/* Called by sb_backend_new (backend.c) with a validated configuration. The
+ * oracle has one order only: fast mode computes exactly like deterministic
+ * mode, it runs on one thread whatever was asked, and perturb has no effect. */
+sb_status sb_ref_init(sb_backend *be, sb_error *err) {
+    (void)err;
+    be->i = &ref_vtable;
+    be->ctx = NULL;
+    be->threads = 1;
+    be->perturb = 0;
+    return SB_OK;
+}

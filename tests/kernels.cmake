@@ -1,0 +1,26 @@
+# Tests of kernels/: the ref oracle against finite differences and double
+# precision, the blas backend against ref (both modes, 1 and 2 threads), its
+# determinism and its fast-mode perturbation, and the backend registry.
+sb_add_test_exe(test_kernels
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_linear_layer
+    gradcheck_should_match_finite_differences_for_activations
+    gradcheck_should_match_finite_differences_for_softmax_cross_entropy
+    gradcheck_should_flag_a_deliberately_wrong_gradient
+    ref_gemm_should_match_double_precision_for_all_transposes
+    ref_optimizers_should_match_double_precision_formulas
+    ref_optimizers_should_follow_pytorch_operation_order_bitwise
+    backward_ops_should_add_into_gradients
+    blas_gemm_should_match_ref_within_summation_bound
+    blas_batch_ops_should_match_ref_within_summation_bound
+    blas_elementwise_ops_should_equal_ref_bitwise
+    blas_deterministic_reductions_should_repeat_bitwise
+    blas_deterministic_reductions_should_not_depend_on_thread_count
+    blas_fast_perturbed_bias_grad_should_vary_between_calls
+    blas_fast_perturbed_loss_should_vary_between_calls
+    blas_deterministic_mode_should_ignore_perturb_and_never_vary
+    backend_new_should_reject_unknown_names_and_bad_threads
+    mode_and_act_names_should_round_trip
+    blas_info_should_describe_openblas)
