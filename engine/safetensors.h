@@ -12,6 +12,13 @@
  * integers, element count without overflow), offsets in range, the byte count
  * matching dtype × shape, no two tensors overlapping, no holes in the data
  * region, no duplicate names. Nothing is allocated from an unchecked field.
+ * Stricter than the reference reader (which ignores or tolerates these):
+ * unknown fields in a tensor entry, duplicate names, NUL bytes (raw or
+ * \u0000) in the header, more than SB_ST_MAX_DIMS dimensions and
+ * dimensions above INT64_MAX are rejected. Numbers must be plain JSON
+ * integers ("1.0", "1e0", "-1" are rejected, as the reference does). Limits:
+ * header at most 100,000,000 bytes (as the reference), at most 2^24 JSON
+ * values in it (so parsing memory stays bounded).
  *
  * Not here: interpretation of tensors (the diff lives in the harness), and any
  * dtype conversion.
@@ -52,13 +59,13 @@ typedef struct sb_st_file {
     uint64_t header_len;
     char *header_json;     /* NUL-terminated copy of the header */
     int n_tensors;
-    sb_st_tensor *tensors; /* in ascending order of begin offset */
+    sb_st_tensor *tensors; /* in ascending order of begin offset (then end, name) */
     int n_meta;
-    char **meta_keys, **meta_vals;
+    char **meta_keys, **meta_vals; /* sorted by key (byte order) */
 } sb_st_file;
 
 /* Reads and validates a whole file. NULL on failure with err->msg naming the
- * file and the place ("a.safetensors: header: tensor \"w\": data_offsets[1]:
+ * file and the place ("a.safetensors: header: tensor \"w\": data_offsets: end
  * 4096 is past the end of the data (1024 bytes)"). Free with sb_st_free. */
 sb_st_file *sb_st_read(const char *path, sb_error *err);
 /* Same, from memory (the buffer is copied); `label` names it in errors. */
@@ -71,7 +78,9 @@ const char *sb_st_meta(const sb_st_file *f, const char *key); /* NULL if absent 
  * Collects tensors (by pointer: the data must stay valid until save) and
  * metadata, then writes the file atomically: to PATH.tmp.<pid>, fsync, rename.
  * Tensors are written in the order added; the header's keys are sorted as the
- * reference implementation does. */
+ * reference implementation does, "__metadata__" first (its keys sorted too),
+ * and the header is padded with spaces to a multiple of 8 bytes. add and
+ * meta fail with SB_ERR_ARG on a bad or duplicate name, key or shape. */
 typedef struct sb_st_writer sb_st_writer;
 sb_st_writer *sb_st_writer_new(void);
 void sb_st_writer_free(sb_st_writer *w);
@@ -86,7 +95,11 @@ sb_status sb_sha256_file(const char *path, char hex[65], sb_error *err);
 void sb_sha256_bytes(const void *data, size_t n, char hex[65]);
 /* Digest of the tensors alone: for each tensor in name order, its name, dtype,
  * shape and bytes (each field length-prefixed). Two files with bitwise equal
- * tensors have equal digests whatever their metadata or layout. */
+ * tensors have equal digests whatever their metadata or layout.
+ * Exactly: SHA-256 of F("samebits.weights.v1") u64(n_tensors), then per
+ * tensor in strcmp order of names F(name) F(dtype name, e.g. "F32")
+ * F(shape as ndim u64 values) F(data bytes), where u64 is 8 bytes little-
+ * endian and F(x) = u64(byte length of x) followed by x. */
 void sb_st_weights_digest(const sb_st_file *f, char hex[65]);
 
 /* ---- atomic file writing helpers (used by every writer in samebits) ---- */
@@ -94,8 +107,10 @@ void sb_st_weights_digest(const sb_st_file *f, char hex[65]);
  * fails with SB_ERR_EXISTS when path exists. */
 sb_status sb_write_file_atomic(const char *path, const void *data, size_t n, int overwrite,
                                sb_error *err);
-/* Reads a whole file (NUL-terminated for convenience; *n excludes the NUL).
- * Caller frees. max_bytes guards against absurd inputs. */
+/* Reads a whole file (NUL-terminated for convenience; *n excludes the NUL;
+ * n may be NULL). Caller frees. max_bytes guards against absurd inputs: a
+ * longer file fails with SB_ERR_FORMAT; a missing file or a directory with
+ * SB_ERR_IO. */
 char *sb_read_file(const char *path, size_t max_bytes, size_t *n, sb_error *err);
 
 #endif /* SB_SAFETENSORS_H */

@@ -20,6 +20,12 @@
  * Tensors that are not F32/F64 are compared bytewise whatever the tolerance.
  * A tensor present in only one file, or with a different dtype or shape, is a
  * disagreement.
+ *
+ * Details (harness/diff.c): a NULL tolerance, or one with no criterion
+ * given, is bitwise. Relative error is |a − b| / |b| (0 when both are 0, +Inf
+ * when only b is). A tensor in one file only, or with another dtype or shape,
+ * gets numel = its (larger) element count, differing = mismatched = numel,
+ * and no numeric stats. Tensor names longer than 255 bytes are cut.
  */
 #ifndef SB_DIFF_H
 #define SB_DIFF_H
@@ -50,10 +56,13 @@ typedef struct sb_tensor_diff {
     uint64_t mismatched;     /* elements that do not agree under the tolerance */
     double max_abs, max_rel; /* over finite pairs */
     uint64_t max_ulp;        /* UINT64_MAX when a NaN meets a non-NaN */
-    uint64_t worst_index;    /* flat index of max_ulp (first if ties) */
-    double worst_a, worst_b; /* the values there */
+    uint64_t worst_index;    /* flat index of max_ulp (first if ties, preferring an element
+                                whose bits differ, so ±0 or NaN payloads are found at 0 ULP);
+                                bytewise tensors: the first differing element */
+    double worst_a, worst_b; /* the values there (0 for bytewise tensors) */
     uint64_t nan_mismatch;   /* positions where exactly one side is NaN */
-    uint64_t inf_mismatch;   /* positions where one side is ±Inf and the other is not the same Inf */
+    uint64_t inf_mismatch;   /* positions where one side is ±Inf and the other is not the same
+                                Inf (and neither is NaN: those count as nan_mismatch) */
     int within;              /* this tensor agrees under the tolerance */
 } sb_tensor_diff;
 
@@ -63,10 +72,12 @@ typedef struct sb_file_diff {
     int bitwise_equal;       /* every tensor bitwise equal */
     int within;              /* every tensor within tolerance */
     uint64_t mismatched;     /* sum over tensors */
-    uint64_t total;          /* total elements compared */
+    uint64_t total;          /* sum of numel over all tensors (rows) */
     double max_abs, max_rel;
     uint64_t max_ulp;
-    char worst_tensor[256];  /* tensor with the largest ULP distance (then abs); "" if all equal */
+    char worst_tensor[256];  /* tensor with the largest ULP distance (then abs, then differing
+                                count) among those compared element by element that are not
+                                bitwise equal; "" if none */
 } sb_file_diff;
 
 /* Compares two parsed files. out is filled (free with sb_file_diff_free). */

@@ -32,6 +32,32 @@
  *
  * The input width of the MLP is data.features and its output width
  * data.classes; "hidden" lists the widths in between (0 to 7 of them).
+ *
+ * Defaults: description "", hidden [32], activation "relu", noise 1.0 (blobs)
+ * or 0.2 (spirals), shuffle "epoch", momentum 0.9 (sgd), beta1 0.9, beta2
+ * 0.999, eps 1e-8 (adam), weight_decay 0, seeds [0], backends ["ref"], modes
+ * ["deterministic"], threads [1], repeats 2, timeout 600, perturb false.
+ * Required: name, model.kind, data.kind/samples/features/classes, train.steps/
+ * batch/optimizer, optimizer name and lr, checks (non-empty), and for each
+ * check name, kind, expect, and axis for cross checks (only for them).
+ * Optimizer fields of the other optimizer are errors; the run config holds 0
+ * for them.
+ *
+ * Limits (DESIGN.md §8): files up to 16 MiB; seeds 0..2^53-1 (a JSON number
+ * holds no larger integer exactly: 2^53+1 would read as 2^53); timeout in
+ * (0, 30 days]; at most 256 checks; the matrix times repeats at most 100000
+ * runs. Float fields must stay in range once rounded to float (lr 1e-50 is
+ * an error, not 0). JSON is checked more strictly than cJSON does: valid UTF-8,
+ * no NUL bytes or "\u0000", RFC 8259 numbers (no "01" or "1."); a leading
+ * UTF-8 BOM is allowed.
+ *
+ * Errors: SB_ERR_FORMAT when the document does not have a suite's shape
+ * (malformed JSON with "line L, column C", wrong type, unknown, missing or
+ * duplicate key, a key of the other optimizer or of another check kind);
+ * SB_ERR_ARG when a value is not allowed (range, unknown name, a where value
+ * not in the matrix, a check that could never fail: repeatable with repeats 1,
+ * cross over an axis with one value in the matrix or left by its where);
+ * SB_ERR_IO when the file cannot be read; SB_ERR_NOMEM.
  */
 #ifndef SB_SUITE_H
 #define SB_SUITE_H
@@ -62,7 +88,11 @@ int sb_axis_parse(const char *name, sb_axis *out);
 
 /* A restriction of the cells a check covers: for each axis with n_values > 0,
  * the cell's value (printed as in run ids: seeds in decimal, modes and
- * backends by name, threads in decimal) must be one of values[]. */
+ * backends by name, threads in decimal) must be one of values[].
+ * In a suite, "where" is an object keyed by axis name (either spelling), each
+ * value a scalar or a non-empty array of scalars (integers for seed and
+ * threads, strings for backend and mode), each one of the matrix's values
+ * for that axis, no duplicates. */
 typedef struct sb_where {
     int n_values[SB_AXIS_COUNT];
     char values[SB_AXIS_COUNT][SB_MAX_AXIS_VALUES][32];
@@ -96,7 +126,9 @@ typedef struct sb_suite {
 } sb_suite;
 
 /* Loads, parses and validates. NULL on failure with err->msg of the form
- * "PATH: json.path: what is wrong". Free with sb_suite_free. */
+ * "PATH: json.path: what is wrong" (one line). Free with sb_suite_free.
+ * sb_suite_parse copies text (len bytes, need not be NUL-terminated) and
+ * uses `label` where sb_suite_load uses PATH (and stores it in s->path). */
 sb_suite *sb_suite_load(const char *path, sb_error *err);
 sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_error *err);
 void sb_suite_free(sb_suite *s);
@@ -111,7 +143,8 @@ typedef struct sb_run_spec {
 
 /* Expands seeds × backends × modes × threads × repeats, in that nesting order
  * (repeats innermost). Returns the number of runs and sets *out (caller
- * frees with free()); -1 on allocation failure. */
+ * frees with free()); -1 with *out = NULL on allocation failure or a suite
+ * whose counts are out of range (only possible for a hand-built suite). */
 int sb_suite_expand(const sb_suite *s, sb_run_spec **out);
 
 /* The value of `axis` for a run config, printed as in ids/where ("1", "blas",

@@ -24,3 +24,10 @@ sb_add_test_exe(test_kernels
     backend_new_should_reject_unknown_names_and_bad_threads
     mode_and_act_names_should_round_trip
     blas_info_should_describe_openblas)
+
+# The vector clones of ref's elementwise loops against a scalar-only copy.
+sb_add_test_exe(test_clones
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_clones.c
+  LIBS sb_kernels
+  CASES vector_clones_should_equal_the_scalar_loops_bitwise)
+target_include_directories(test_clones PRIVATE ${CMAKE_SOURCE_DIR}/kernels)

@@ -1,0 +1,100 @@
+/* config.c — validation of a resolved run config and its JSON rendering (for
+ * checkpoint metadata and run.json).
+ *
+ * Not here: parsing suites (harness/suite.c does that, with JSON paths in its
+ * errors); this file re-checks the invariants the engine relies on, so a
+ * program that fills sb_run_config by hand gets a clear error too.
+ */
+#include "engine.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+
+sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
+    const sb_model_config *m = &c->model;
+    if (strcmp(m->kind, "mlp") != 0)
+        return sb_error_set(err, SB_ERR_ARG, "model.kind: unknown model \"%s\"", m->kind);
+    if (m->n_widths < 2 || m->n_widths > SB_MAX_LAYERS + 1)
+        return sb_error_set(err, SB_ERR_ARG, "model: %d widths, expected 2..%d", m->n_widths,
+                            SB_MAX_LAYERS + 1);
+    for (int i = 0; i < m->n_widths; i++)
+        if (m->widths[i] < 1 || m->widths[i] > 65536)
+            return sb_error_set(err, SB_ERR_ARG, "model.widths[%d]: %d out of range 1..65536", i,
+                                m->widths[i]);
+    if (m->widths[0] != c->data.features)
+        return sb_error_set(err, SB_ERR_ARG, "model: input width %d differs from data.features %d",
+                            m->widths[0], c->data.features);
+    if (m->widths[m->n_widths - 1] != c->data.classes)
+        return sb_error_set(err, SB_ERR_ARG, "model: output width %d differs from data.classes %d",
+                            m->widths[m->n_widths - 1], c->data.classes);
+    if (c->data.samples < 2 || c->data.classes < 2 || c->data.features < 1)
+        return sb_error_set(err, SB_ERR_ARG, "data: samples >= 2, classes >= 2, features >= 1");
+    if (!(c->data.noise >= 0.0f))
+        return sb_error_set(err, SB_ERR_ARG, "data.noise: must be >= 0");
+    if (c->batch < 1 || c->batch > c->data.samples)
+        return sb_error_set(err, SB_ERR_ARG, "train.batch: %d out of range 1..%d (data.samples)",
+                            c->batch, c->data.samples);
+    if (c->steps < 1) return sb_error_set(err, SB_ERR_ARG, "train.steps: must be >= 1");
+    if (strcmp(c->optim.name, "sgd") != 0 && strcmp(c->optim.name, "adam") != 0)
+        return sb_error_set(err, SB_ERR_ARG, "train.optimizer.name: unknown optimizer \"%s\"",
+                            c->optim.name);
+    if (!(c->optim.lr > 0.0f)) return sb_error_set(err, SB_ERR_ARG, "train.optimizer.lr: must be > 0");
+    if (c->threads < 1) return sb_error_set(err, SB_ERR_ARG, "threads: must be >= 1");
+    return SB_OK;
+}
+
+/* A float as the shortest decimal that reads back to the same float (so 0.01f
+ * prints as 0.01, not as its double expansion 0.00999999977648258). */
+static void add_float(cJSON *o, const char *key, float v) {
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    cJSON_AddRawToObject(o, key, buf);
+}
+
+static const char *shuffle_name(sb_shuffle s) {
+    return s == SB_SHUFFLE_NONE ? "none" : s == SB_SHUFFLE_ONCE ? "once" : "epoch";
+}
+
+char *sb_run_config_to_json(const sb_run_config *c) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "kind", c->model.kind);
+    cJSON_AddItemToObject(model, "widths", cJSON_CreateIntArray(c->model.widths, c->model.n_widths));
+    cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
+    cJSON *data = cJSON_AddObjectToObject(root, "data");
+    cJSON_AddStringToObject(data, "kind", c->data.kind);
+    cJSON_AddNumberToObject(data, "samples", c->data.samples);
+    cJSON_AddNumberToObject(data, "features", c->data.features);
+    cJSON_AddNumberToObject(data, "classes", c->data.classes);
+    add_float(data, "noise", c->data.noise);
+    cJSON_AddStringToObject(data, "shuffle", shuffle_name(c->data.shuffle));
+    cJSON *train = cJSON_AddObjectToObject(root, "train");
+    cJSON_AddNumberToObject(train, "steps", c->steps);
+    cJSON_AddNumberToObject(train, "batch", c->batch);
+    cJSON *opt = cJSON_AddObjectToObject(train, "optimizer");
+    cJSON_AddStringToObject(opt, "name", c->optim.name);
+    add_float(opt, "lr", c->optim.lr);
+    if (!strcmp(c->optim.name, "sgd")) {
+        add_float(opt, "momentum", c->optim.momentum);
+    } else {
+        add_float(opt, "beta1", c->optim.beta1);
+        add_float(opt, "beta2", c->optim.beta2);
+        add_float(opt, "eps", c->optim.eps);
+    }
+    add_float(opt, "weight_decay", c->optim.weight_decay);
+    /* the seed as a string: JSON numbers lose integers above 2^53 */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    cJSON_AddStringToObject(root, "seed", seed);
+    cJSON_AddStringToObject(root, "backend", c->backend);
+    cJSON_AddStringToObject(root, "mode", sb_mode_name(c->mode));
+    cJSON_AddNumberToObject(root, "threads", c->threads);
+    cJSON_AddBoolToObject(root, "perturb", c->perturb);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}

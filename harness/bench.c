@@ -1,0 +1,162 @@
+/* bench.c — `samebits bench`: training steps per second of the reference
+ * MLPs on the blas backend, in this process (no child processes, no files).
+ *
+ * Models (kept in step with tools/bench_torch.py, which runs the same ones in
+ * PyTorch so tools/bench can print the ratio from one invocation):
+ *   smoke — 16-32-32-4, tanh, batch 32 (the model of suites/smoke.json)
+ *   mlp784 — 784-256-256-10, relu, batch 64
+ * Each is timed with SGD (momentum 0.9) and Adam, 1 and 2 threads, modes
+ * deterministic and fast: warm-up steps, then timed steps, best of `reps`.
+ *
+ * Not here: assertions on speed; a benchmark reports, it never fails a build.
+ */
+#include "harness.h"
+
+#include <string.h>
+
+typedef struct bench_model {
+    const char *name;
+    int widths[4];
+    sb_act act;
+    int batch, samples;
+} bench_model;
+
+static const bench_model MODELS[] = {
+    {"smoke", {16, 32, 32, 4}, SB_ACT_TANH, 32, 512},
+    {"mlp784", {784, 256, 256, 10}, SB_ACT_RELU, 64, 4096},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: samebits bench [options]\n"
+            "\n"
+            "Times training steps/s of the reference MLPs on the blas backend.\n"
+            "  --steps N      timed steps per measurement (default 300)\n"
+            "  --reps N       measurements, best kept (default 3)\n"
+            "  --threads L    comma-separated thread counts (default 1,2)\n"
+            "  --model NAME   only this model (smoke, mlp784)\n"
+            "  --optimizer O  only this optimizer (sgd, adam)\n"
+            "  --mode M       only this mode (deterministic, fast)\n"
+            "  --json         one JSON object per line instead of a table\n");
+}
+
+static double measure(const bench_model *m, const char *opt, sb_mode mode, int threads,
+                      int steps, int reps, sb_error *err) {
+    sb_run_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.model.kind, sizeof c.model.kind, "mlp");
+    c.model.n_widths = 4;
+    memcpy(c.model.widths, m->widths, sizeof m->widths);
+    c.model.act = m->act;
+    snprintf(c.data.kind, sizeof c.data.kind, "blobs");
+    c.data.samples = m->samples;
+    c.data.features = m->widths[0];
+    c.data.classes = m->widths[3];
+    c.data.noise = 1.0f;
+    c.data.shuffle = SB_SHUFFLE_EPOCH;
+    snprintf(c.optim.name, sizeof c.optim.name, "%s", opt);
+    c.optim.lr = !strcmp(opt, "sgd") ? 0.01f : 0.001f;
+    c.optim.momentum = 0.9f;
+    c.optim.beta1 = 0.9f;
+    c.optim.beta2 = 0.999f;
+    c.optim.eps = 1e-8f;
+    c.steps = 1000000000;
+    c.batch = m->batch;
+    c.seed = 1;
+    snprintf(c.backend, sizeof c.backend, "blas");
+    c.mode = mode;
+    c.threads = threads;
+    sb_trainer *t = sb_trainer_new(&c, err);
+    if (!t) return -1;
+    float loss;
+    double best = 0;
+    for (int i = 0; i < 20; i++)
+        if (sb_trainer_step(t, &loss, err) != SB_OK) goto fail;
+    for (int r = 0; r < reps; r++) {
+        double t0 = sb_now();
+        for (int i = 0; i < steps; i++)
+            if (sb_trainer_step(t, &loss, err) != SB_OK) goto fail;
+        double sps = steps / (sb_now() - t0);
+        if (sps > best) best = sps;
+    }
+    sb_trainer_free(t);
+    return best;
+fail:
+    sb_trainer_free(t);
+    return -1;
+}
+
+int sb_cmd_bench(int argc, char **argv) {
+    long long steps = 300, reps = 3;
+    int json = 0;
+    int threads[8] = {1, 2}, n_threads = 2;
+    const char *only = NULL, *only_opt = NULL, *only_mode = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--steps") && i + 1 < argc) {
+            if (sb_parse_int(argv[++i], 1, 100000000, &steps) != 0) goto bad;
+        } else if (!strcmp(a, "--reps") && i + 1 < argc) {
+            if (sb_parse_int(argv[++i], 1, 1000, &reps) != 0) goto bad;
+        } else if (!strcmp(a, "--model") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(a, "--optimizer") && i + 1 < argc) {
+            only_opt = argv[++i];
+        } else if (!strcmp(a, "--mode") && i + 1 < argc) {
+            only_mode = argv[++i];
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            n_threads = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                long long v;
+                if (n_threads == 8 || sb_parse_int(tok, 1, 256, &v) != 0) goto bad;
+                threads[n_threads++] = (int)v;
+            }
+            if (n_threads == 0) goto bad;
+        } else {
+            goto bad;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "samebits bench: bad or incomplete option '%s'\n", a);
+        return SB_EXIT_USAGE;
+    }
+    if (!json) {
+        printf("blas: %s\n", sb_blas_info());
+        printf("%-8s %-5s %-14s %-7s %10s\n", "model", "opt", "mode", "threads", "steps/s");
+    }
+    const char *opts[] = {"sgd", "adam"};
+    const sb_mode modes[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST};
+    for (size_t mi = 0; mi < sizeof MODELS / sizeof MODELS[0]; mi++) {
+        if (only && strcmp(only, MODELS[mi].name) != 0) continue;
+        for (int o = 0; o < 2; o++)
+            for (int ti = 0; ti < n_threads; ti++)
+                for (int md = 0; md < 2; md++) {
+                    if (only_opt && strcmp(only_opt, opts[o]) != 0) continue;
+                    if (only_mode && strcmp(only_mode, sb_mode_name(modes[md])) != 0) continue;
+                    sb_error err = {0};
+                    double sps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
+                                         (int)reps, &err);
+                    if (sps < 0) {
+                        fprintf(stderr, "samebits bench: %s\n", err.msg);
+                        return SB_EXIT_RUN;
+                    }
+                    if (json)
+                        printf("{\"impl\": \"samebits\", \"model\": \"%s\", \"optimizer\": \"%s\", "
+                               "\"mode\": \"%s\", \"threads\": %d, \"batch\": %d, "
+                               "\"steps_per_s\": %.2f}\n",
+                               MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti],
+                               MODELS[mi].batch, sps);
+                    else
+                        printf("%-8s %-5s %-14s %-7d %10.1f\n", MODELS[mi].name, opts[o],
+                               sb_mode_name(modes[md]), threads[ti], sps);
+                    fflush(stdout);
+                }
+    }
+    return SB_EXIT_OK;
+}

@@ -1,0 +1,179 @@
+/* checks.c — evaluating a suite's checks on finished runs.
+ *
+ *   repeatable — for every covered cell, repeat 0 against each other repeat.
+ *   cross      — covered cells are grouped by every axis but `axis`; in each
+ *                group of two or more, the first cell (matrix order) against
+ *                each other, repeat 0 of each.
+ *   baseline   — every covered run against baselines/<suite>/<cell>/
+ *                weights.safetensors.
+ *
+ * A check passes when it has at least one comparison and all of them agree
+ * under its expectation; it fails when one disagrees; it is an error when a
+ * comparison cannot be made (a run failed, a baseline is missing or
+ * unreadable) or when it covers nothing (a check that cannot fail must not
+ * pass silently).
+ *
+ * Not here: running, printing (summary.c).
+ */
+#include "harness.h"
+
+#include <string.h>
+
+const char *sb_check_status_name(sb_check_status s) {
+    return s == SB_CHECK_PASS ? "pass" : s == SB_CHECK_FAIL ? "fail" : "error";
+}
+
+static int add_cmp(sb_check_result *r, int *cap) {
+    if (r->n == *cap) {
+        int nc = *cap ? *cap * 2 : 8;
+        sb_comparison *p = realloc(r->cmp, (size_t)nc * sizeof *p);
+        if (!p) return -1;
+        r->cmp = p;
+        *cap = nc;
+    }
+    memset(&r->cmp[r->n], 0, sizeof r->cmp[r->n]);
+    return r->n++;
+}
+
+/* Compares the checkpoint of run a against file path_b (label b). */
+static void compare(sb_comparison *c, const sb_run_result *a, const char *path_b,
+                    const char *label_b, const sb_run_result *b, const sb_tolerance *tol) {
+    snprintf(c->a, sizeof c->a, "%s", a->spec->id);
+    snprintf(c->b, sizeof c->b, "%s", label_b);
+    if (a->status != SB_RUN_OK || (b && b->status != SB_RUN_OK)) {
+        const sb_run_result *bad = a->status != SB_RUN_OK ? a : b;
+        snprintf(c->error, sizeof c->error, "run %s %s", bad->spec->id,
+                 sb_run_status_name(bad->status));
+        return;
+    }
+    char path_a[2048];
+    snprintf(path_a, sizeof path_a, "%s/weights.safetensors", a->dir);
+    sb_file_diff d;
+    sb_error err = {0};
+    if (sb_diff_files(path_a, path_b, tol, &d, &err) != SB_OK) {
+        snprintf(c->error, sizeof c->error, "%s", err.msg);
+        return;
+    }
+    c->ok = 1;
+    c->pass = tol->bitwise ? d.bitwise_equal : d.within;
+    c->bitwise_equal = d.bitwise_equal;
+    c->max_abs = d.max_abs;
+    c->max_rel = d.max_rel;
+    c->max_ulp = d.max_ulp;
+    c->mismatched = d.mismatched;
+    c->total = d.total;
+    snprintf(c->worst_tensor, sizeof c->worst_tensor, "%s", d.worst_tensor);
+    sb_file_diff_free(&d);
+}
+
+/* True when runs x and y are at the same matrix point except along `axis`. */
+static int same_but(const sb_run_config *x, const sb_run_config *y, int axis) {
+    for (int a = 0; a < SB_AXIS_COUNT; a++) {
+        if (a == axis) continue;
+        char vx[32], vy[32];
+        sb_axis_value(x, (sb_axis)a, vx, sizeof vx);
+        sb_axis_value(y, (sb_axis)a, vy, sizeof vy);
+        if (strcmp(vx, vy) != 0) return 0;
+    }
+    return 1;
+}
+
+static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *specs,
+                    const sb_run_result *res, int n, const char *baselines_dir,
+                    sb_check_result *r) {
+    int cap = 0;
+    r->check = ck;
+    int *used = calloc((size_t)n + 1, sizeof *used);
+    if (!used) return -1;
+    for (int i = 0; i < n; i++) {
+        const sb_run_spec *si = &specs[i];
+        if (!sb_where_matches(&ck->where, &si->cfg)) continue;
+        if (ck->kind == SB_CHECK_REPEATABLE) {
+            if (si->repeat != 0) continue;
+            for (int j = i + 1; j < n; j++) {
+                if (strcmp(specs[j].cell, si->cell) != 0) continue;
+                int k = add_cmp(r, &cap);
+                if (k < 0) goto nomem;
+                char path_b[2048];
+                snprintf(path_b, sizeof path_b, "%s/weights.safetensors", res[j].dir);
+                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], &ck->expect);
+            }
+        } else if (ck->kind == SB_CHECK_CROSS) {
+            if (si->repeat != 0 || used[i]) continue;
+            used[i] = 1; /* i heads its group: compare it with every later peer */
+            for (int j = i + 1; j < n; j++) {
+                if (specs[j].repeat != 0 || used[j]) continue;
+                if (!sb_where_matches(&ck->where, &specs[j].cfg)) continue;
+                if (!same_but(&si->cfg, &specs[j].cfg, ck->axis)) continue;
+                used[j] = 1;
+                int k = add_cmp(r, &cap);
+                if (k < 0) goto nomem;
+                char path_b[2048];
+                snprintf(path_b, sizeof path_b, "%s/weights.safetensors", res[j].dir);
+                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], &ck->expect);
+            }
+        } else { /* baseline */
+            int k = add_cmp(r, &cap);
+            if (k < 0) goto nomem;
+            char path_b[2048], label[160];
+            snprintf(path_b, sizeof path_b, "%s/%s/%s/weights.safetensors", baselines_dir, s->name,
+                     si->cell);
+            snprintf(label, sizeof label, "baseline:%s", si->cell);
+            if (!sb_path_exists(path_b)) {
+                snprintf(r->cmp[k].a, sizeof r->cmp[k].a, "%s", si->id);
+                snprintf(r->cmp[k].b, sizeof r->cmp[k].b, "%s", label);
+                snprintf(r->cmp[k].error, sizeof r->cmp[k].error,
+                         "no baseline at %s (run: samebits bless %s)", path_b, s->path);
+                continue;
+            }
+            sb_error verr = {0};
+            if (sb_baseline_verify(baselines_dir, s->name, si->cell, &verr) != SB_OK) {
+                snprintf(r->cmp[k].a, sizeof r->cmp[k].a, "%s", si->id);
+                snprintf(r->cmp[k].b, sizeof r->cmp[k].b, "%s", label);
+                snprintf(r->cmp[k].error, sizeof r->cmp[k].error, "%s", verr.msg);
+                continue;
+            }
+            compare(&r->cmp[k], &res[i], path_b, label, NULL, &ck->expect);
+        }
+    }
+    free(used);
+    r->status = SB_CHECK_PASS;
+    if (r->n == 0) {
+        r->status = SB_CHECK_ERROR;
+        snprintf(r->message, sizeof r->message, "covers no comparisons (check \"where\")");
+    }
+    for (int k = 0; k < r->n; k++) {
+        if (!r->cmp[k].ok) {
+            r->status = SB_CHECK_ERROR;
+            if (!r->message[0]) snprintf(r->message, sizeof r->message, "%s", r->cmp[k].error);
+        } else if (!r->cmp[k].pass && r->status == SB_CHECK_PASS) {
+            r->status = SB_CHECK_FAIL;
+        }
+    }
+    return 0;
+nomem:
+    free(used);
+    return -1;
+}
+
+sb_status sb_evaluate_checks(const sb_suite *s, const sb_run_spec *specs,
+                             const sb_run_result *results, int n, const char *results_dir,
+                             const char *baselines_dir, sb_check_result **out, sb_error *err) {
+    SB_UNUSED(results_dir);
+    sb_check_result *r = calloc((size_t)s->n_checks, sizeof *r);
+    if (!r) return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < s->n_checks; c++) {
+        if (eval_one(s, &s->checks[c], specs, results, n, baselines_dir, &r[c]) != 0) {
+            sb_check_results_free(r, s->n_checks);
+            return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+        }
+    }
+    *out = r;
+    return SB_OK;
+}
+
+void sb_check_results_free(sb_check_result *r, int n) {
+    if (!r) return;
+    for (int i = 0; i < n; i++) free(r[i].cmp);
+    free(r);
+}

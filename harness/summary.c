@@ -1,0 +1,204 @@
+/* summary.c — summary.json (schema samebits.summary/1, documented in
+ * README.md "summary.json") and the terminal verdict table.
+ *
+ * Not here: evaluating anything; this file only renders results.
+ */
+#include "harness.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+int sb_verdict_exit_code(const sb_run_result *runs, int n_runs, const sb_check_result *checks,
+                         int n_checks) {
+    for (int i = 0; i < n_runs; i++)
+        if (runs[i].status != SB_RUN_OK) return SB_EXIT_RUN;
+    for (int c = 0; c < n_checks; c++)
+        if (checks[c].status == SB_CHECK_ERROR) return SB_EXIT_USAGE;
+    for (int c = 0; c < n_checks; c++)
+        if (checks[c].status == SB_CHECK_FAIL) return SB_EXIT_DRIFT;
+    return SB_EXIT_OK;
+}
+
+static cJSON *expect_json(const sb_tolerance *t) {
+    if (t->bitwise) return cJSON_CreateString("bitwise");
+    cJSON *o = cJSON_CreateObject();
+    if (t->has_atol) cJSON_AddNumberToObject(o, "atol", t->atol);
+    if (t->has_rtol) cJSON_AddNumberToObject(o, "rtol", t->rtol);
+    if (t->has_ulp) cJSON_AddNumberToObject(o, "ulp", (double)t->ulp);
+    return o;
+}
+
+/* A finite number, or null (JSON has no NaN/Inf). */
+static cJSON *num_or_null(double v) {
+    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_run_result *runs,
+                           int n_runs, const sb_check_result *checks, int n_checks,
+                           double seconds, int exit_code, sb_error *err) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    cJSON_AddStringToObject(root, "schema", SB_SUMMARY_SCHEMA);
+    cJSON_AddStringToObject(root, "suite", s->name);
+    cJSON_AddStringToObject(root, "suite_sha256", s->sha256);
+    cJSON_AddStringToObject(root, "suite_file", "suite.json");
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    cJSON_AddStringToObject(root, "finished_at", when);
+    cJSON_AddNumberToObject(root, "seconds", seconds);
+    cJSON_AddStringToObject(root, "blas", sb_blas_info());
+    cJSON_AddNumberToObject(root, "exit_code", exit_code);
+    const char *verdict = exit_code == 0 ? "pass" : exit_code == 1 ? "fail" : "error";
+    cJSON_AddStringToObject(root, "verdict", verdict);
+
+    cJSON *jr = cJSON_AddArrayToObject(root, "runs");
+    for (int i = 0; i < n_runs; i++) {
+        const sb_run_result *r = &runs[i];
+        const sb_run_config *c = &r->spec->cfg;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", r->spec->id);
+        cJSON_AddStringToObject(o, "cell", r->spec->cell);
+        cJSON *cfg = cJSON_AddObjectToObject(o, "config");
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+        cJSON_AddNumberToObject(cfg, "seed", (double)c->seed);
+        cJSON_AddStringToObject(cfg, "seed_str", seed);
+        cJSON_AddStringToObject(cfg, "backend", c->backend);
+        cJSON_AddStringToObject(cfg, "mode", sb_mode_name(c->mode));
+        cJSON_AddNumberToObject(cfg, "threads", c->threads);
+        cJSON_AddNumberToObject(cfg, "repeat", r->spec->repeat);
+        cJSON_AddBoolToObject(cfg, "perturb", c->perturb);
+        cJSON_AddStringToObject(o, "status", sb_run_status_name(r->status));
+        if (r->status == SB_RUN_OK) {
+            cJSON_AddStringToObject(o, "checkpoint", r->rel_checkpoint);
+            cJSON_AddStringToObject(o, "sha256", r->sha256);
+            cJSON_AddStringToObject(o, "weights_sha256", r->weights_sha256);
+            cJSON_AddItemToObject(o, "final_loss", num_or_null(r->final_loss));
+        } else {
+            cJSON_AddNullToObject(o, "checkpoint");
+            cJSON_AddNullToObject(o, "sha256");
+            cJSON_AddNullToObject(o, "weights_sha256");
+            cJSON_AddStringToObject(o, "error", r->message);
+        }
+        char rel[600];
+        snprintf(rel, sizeof rel, "runs/%s", r->spec->id);
+        cJSON_AddStringToObject(o, "dir", rel);
+        cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
+        cJSON_AddBoolToObject(o, "resumed", r->resumed);
+        cJSON_AddNumberToObject(o, "seconds", r->seconds);
+        cJSON_AddItemToArray(jr, o);
+    }
+
+    cJSON *jc = cJSON_AddArrayToObject(root, "checks");
+    for (int i = 0; i < n_checks; i++) {
+        const sb_check_result *r = &checks[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", r->check->name);
+        cJSON_AddStringToObject(o, "kind", sb_check_kind_name(r->check->kind));
+        if (r->check->kind == SB_CHECK_CROSS)
+            cJSON_AddStringToObject(o, "axis", sb_axis_name(r->check->axis));
+        cJSON_AddItemToObject(o, "expect", expect_json(&r->check->expect));
+        cJSON_AddStringToObject(o, "status", sb_check_status_name(r->status));
+        if (r->message[0]) cJSON_AddStringToObject(o, "message", r->message);
+        cJSON *cmps = cJSON_AddArrayToObject(o, "comparisons");
+        for (int k = 0; k < r->n; k++) {
+            const sb_comparison *c = &r->cmp[k];
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "a", c->a);
+            cJSON_AddStringToObject(x, "b", c->b);
+            if (!c->ok) {
+                cJSON_AddStringToObject(x, "status", "error");
+                cJSON_AddStringToObject(x, "error", c->error);
+            } else {
+                cJSON_AddStringToObject(x, "status", c->pass ? "pass" : "fail");
+                cJSON_AddBoolToObject(x, "bitwise_equal", c->bitwise_equal);
+                cJSON_AddItemToObject(x, "max_abs", num_or_null(c->max_abs));
+                cJSON_AddItemToObject(x, "max_rel", num_or_null(c->max_rel));
+                if (c->max_ulp == UINT64_MAX)
+                    cJSON_AddNullToObject(x, "max_ulp"); /* a NaN met a number */
+                else
+                    cJSON_AddNumberToObject(x, "max_ulp", (double)c->max_ulp);
+                cJSON_AddNumberToObject(x, "mismatched", (double)c->mismatched);
+                cJSON_AddNumberToObject(x, "elements", (double)c->total);
+                if (c->worst_tensor[0])
+                    cJSON_AddStringToObject(x, "worst_tensor", c->worst_tensor);
+                else
+                    cJSON_AddNullToObject(x, "worst_tensor");
+            }
+            cJSON_AddItemToArray(cmps, x);
+        }
+        cJSON_AddItemToArray(jc, o);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/summary.json", results_dir);
+    size_t len = strlen(text);
+    text[len] = '\0';
+    sb_status st = sb_write_file_atomic(path, text, len, 0, err);
+    free(text);
+    return st;
+}
+
+/* ---- terminal table ---- */
+
+static void ulp_str(uint64_t u, char *buf, size_t n) {
+    if (u == UINT64_MAX)
+        snprintf(buf, n, "NaN");
+    else
+        snprintf(buf, n, "%llu", (unsigned long long)u);
+}
+
+void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int n_runs,
+                      const sb_check_result *checks, int n_checks, const char *results_dir,
+                      double seconds, int exit_code) {
+    int color = sb_use_color(f);
+    const char *red = color ? "\033[31m" : "", *green = color ? "\033[32m" : "",
+               *yellow = color ? "\033[33m" : "", *off = color ? "\033[0m" : "";
+    int ok = 0;
+    for (int i = 0; i < n_runs; i++) ok += runs[i].status == SB_RUN_OK;
+    fprintf(f, "suite %s: %d runs (%d ok) in %.1f s\n", s->name, n_runs, ok, seconds);
+    for (int i = 0; i < n_runs; i++)
+        if (runs[i].status != SB_RUN_OK)
+            fprintf(f, "  %srun %s %s%s: %s\n", red, runs[i].spec->id,
+                    sb_run_status_name(runs[i].status), off, runs[i].message);
+    fprintf(f, "\n%-24s %-10s %-26s %-8s %-6s %s\n", "CHECK", "KIND", "EXPECT", "AGREE", "STATUS",
+            "WORST");
+    int failed = 0;
+    for (int c = 0; c < n_checks; c++) {
+        const sb_check_result *r = &checks[c];
+        char expect[96], agree[32], worst[512] = "";
+        sb_tolerance_str(&r->check->expect, expect, sizeof expect);
+        int good = 0;
+        const sb_comparison *w = NULL;
+        for (int k = 0; k < r->n; k++) {
+            if (r->cmp[k].ok && r->cmp[k].pass) good++;
+            else if (r->cmp[k].ok && (!w || r->cmp[k].max_ulp > w->max_ulp)) w = &r->cmp[k];
+        }
+        snprintf(agree, sizeof agree, "%d/%d", good, r->n);
+        if (r->status == SB_CHECK_ERROR) {
+            snprintf(worst, sizeof worst, "%s", r->message);
+        } else if (w) {
+            char u[24];
+            ulp_str(w->max_ulp, u, sizeof u);
+            snprintf(worst, sizeof worst, "%s vs %s: %s max_ulp %s max_abs %.3g (%llu/%llu differ)",
+                     w->a, w->b, w->worst_tensor, u, w->max_abs, (unsigned long long)w->mismatched,
+                     (unsigned long long)w->total);
+        }
+        const char *col = r->status == SB_CHECK_PASS ? green : r->status == SB_CHECK_FAIL ? red : yellow;
+        if (r->status != SB_CHECK_PASS) failed++;
+        fprintf(f, "%-24s %-10s %-26s %-8s %s%-6s%s %s\n", r->check->name,
+                sb_check_kind_name(r->check->kind), expect, agree, col,
+                r->status == SB_CHECK_PASS ? "pass" : r->status == SB_CHECK_FAIL ? "FAIL" : "ERROR",
+                off, worst);
+    }
+    const char *v = exit_code == 0 ? "PASS" : exit_code == 1 ? "FAIL" : exit_code == 3 ? "RUN FAILED" : "ERROR";
+    fprintf(f, "\nverdict: %s%s%s (%d of %d checks did not pass; exit %d)\nresults: %s\n",
+            exit_code == 0 ? green : red, v, off, failed, n_checks, exit_code, results_dir);
+}

@@ -1,0 +1,120 @@
+/* util.c — small helpers the harness modules share: time, folders, strict
+ * number parsing, terminal colour, copying and removing files.
+ *
+ * Not here: anything about suites, runs or checks.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double sb_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int sb_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int sb_mkdir_p(const char *path, sb_error *err) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        sb_error_set(err, SB_ERR_ARG, "%s: path too long", path);
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                sb_error_set(err, SB_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+                return -1;
+            }
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        sb_error_set(err, SB_ERR_IO, "%s: not a folder", path);
+        return -1;
+    }
+    return 0;
+}
+
+int sb_use_color(FILE *f) {
+    const char *nc = getenv("NO_COLOR");
+    if (nc && *nc) return 0;
+    return isatty(fileno(f));
+}
+
+int sb_parse_int(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return -1;
+    const char *p = s;
+    int neg = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (!*p) return -1;
+    unsigned long long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        if (v > (unsigned long long)9e17) return -1;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    long long x = neg ? -(long long)v : (long long)v;
+    if (x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}
+
+int sb_parse_double(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end != '\0' || errno == ERANGE || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+sb_status sb_copy_file(const char *src, const char *dst, sb_error *err) {
+    size_t n;
+    char *data = sb_read_file(src, (size_t)1 << 34, &n, err);
+    if (!data) return err ? err->status : SB_ERR_IO;
+    sb_status st = sb_write_file_atomic(dst, data, n, 0, err);
+    free(data);
+    return st;
+}
+
+int sb_rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char child[4096];
+        if ((size_t)snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= sizeof child) {
+            rc = -1;
+            continue;
+        }
+        if (sb_rm_rf(child) != 0) rc = -1;
+    }
+    closedir(d);
+    if (rmdir(path) != 0) rc = -1;
+    return rc;
+}

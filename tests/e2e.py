@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""e2e.py — end-to-end tests of the samebits command (run, train, bless,
+diff, inspect) through its exit codes, its files and its output.
+
+Usage: e2e.py SAMEBITS SOURCE_DIR CASE
+Each case is a function below; CTest registers each as its own test
+(tests/harness.cmake). A case fails by raising; the exit code is 1 then.
+Only the standard library is used, except where a case says otherwise.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SAMEBITS = os.path.abspath(sys.argv[1])
+SRC = os.path.abspath(sys.argv[2])
+
+
+def run(*args, cwd=None, expect=None):
+    p = subprocess.run([SAMEBITS, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    if expect is not None and p.returncode != expect:
+        raise AssertionError(
+            f"samebits {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+            f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def tiny_suite(name, **over):
+    s = {
+        "name": name,
+        "model": {"kind": "mlp", "hidden": [16], "activation": "tanh"},
+        "data": {"kind": "blobs", "samples": 256, "features": 8, "classes": 3, "noise": 1.5},
+        "train": {"steps": 40, "batch": 32,
+                  "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}},
+        "matrix": {"seeds": [3], "backends": ["blas"], "modes": ["deterministic"], "threads": [2]},
+        "repeats": 2,
+        "checks": [{"name": "repeats", "kind": "repeatable", "expect": "bitwise"}],
+    }
+    s.update(over)
+    return s
+
+
+def write_suite(d, suite, fname=None):
+    path = os.path.join(d, fname or (suite["name"] + ".json"))
+    with open(path, "w") as f:
+        json.dump(suite, f, indent=1)
+    return path
+
+
+def load_summary(out):
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- cases
+
+def smoke_suite_should_pass_against_its_blessed_baseline(tmp):
+    out = os.path.join(tmp, "res")
+    p = run("run", os.path.join(SRC, "suites/smoke.json"), "--out", out,
+            "--baselines", os.path.join(SRC, "baselines"), "-j", "2", expect=0)
+    check("verdict: PASS" in p.stdout, f"no PASS verdict in:\n{p.stdout}")
+    s = load_summary(out)
+    check(s["schema"] == "samebits.summary/1", f"schema {s['schema']}")
+    check(s["suite"] == "smoke", "suite name")
+    check(len(s["runs"]) == 16, f"{len(s['runs'])} runs, expected 16 (8 cells x 2 repeats)")
+    for r in s["runs"]:
+        for k in ("id", "config", "status", "checkpoint", "sha256", "weights_sha256", "seconds"):
+            check(k in r, f"run lacks {k}: {r}")
+        for k in ("seed", "backend", "mode", "threads", "repeat"):
+            check(k in r["config"], f"config lacks {k}")
+        check(r["status"] == "ok", f"run {r['id']} {r['status']}")
+        ck = os.path.join(out, r["checkpoint"])
+        check(sha256(ck) == r["sha256"], f"{ck}: sha256 differs from summary")
+    covered = {(r["config"]["backend"], r["config"]["mode"], r["config"]["threads"])
+               for r in s["runs"]}
+    check(len(covered) == 8, f"smoke must cover both backends, modes and 1/2 threads: {covered}")
+    kinds = set()
+    for c in s["checks"]:
+        for k in ("name", "kind", "expect", "status", "comparisons"):
+            check(k in c, f"check lacks {k}")
+        check(c["status"] == "pass", f"check {c['name']} {c['status']}")
+        check(len(c["comparisons"]) > 0, f"check {c['name']} compared nothing")
+        kinds.add(c["kind"])
+        for x in c["comparisons"]:
+            for k in ("a", "b", "bitwise_equal", "max_abs", "max_rel", "max_ulp", "mismatched",
+                      "worst_tensor"):
+                check(k in x, f"comparison lacks {k}: {x}")
+    check(kinds == {"repeatable", "cross", "baseline"}, f"kinds {kinds}")
+    # deterministic repeats: equal weights digests, whatever the metadata (run ids differ)
+    by_cell = {}
+    for r in s["runs"]:
+        if r["config"]["mode"] == "deterministic":
+            by_cell.setdefault(r["cell"], set()).add(r["weights_sha256"])
+    for cell, digests in by_cell.items():
+        check(len(digests) == 1, f"{cell}: repeats have different weights digests")
+    shas = {r["sha256"] for r in s["runs"] if r["config"]["mode"] == "deterministic"}
+    check(len(shas) == len([r for r in s["runs"] if r["config"]["mode"] == "deterministic"]),
+          "checkpoint files of different runs should differ (their metadata names the run)")
+
+
+def perturbed_fast_cell_should_be_reported_not_repeatable(tmp):
+    suite = tiny_suite("perturbed", perturb=True,
+                       matrix={"seeds": [3], "backends": ["blas"], "modes": ["fast"],
+                               "threads": [1, 2]},
+                       repeats=3)
+    path = write_suite(tmp, suite)
+    out = os.path.join(tmp, "res")
+    p = run("run", path, "--out", out, expect=1)
+    check("FAIL" in p.stdout, f"verdict table lacks FAIL:\n{p.stdout}")
+    s = load_summary(out)
+    check(s["exit_code"] == 1 and s["verdict"] == "fail", "summary verdict")
+    c = s["checks"][0]
+    check(c["status"] == "fail", f"check status {c['status']}")
+    bad = [x for x in c["comparisons"] if not x["bitwise_equal"]]
+    check(len(bad) == len(c["comparisons"]),
+          f"perturbed repeats agreed bitwise in {len(c['comparisons']) - len(bad)} comparisons")
+    check(all(x["worst_tensor"] for x in bad), "worst tensor not named")
+    with open(os.path.join(out, "runs", s["runs"][0]["id"], "run.json")) as f:
+        check(json.load(f)["perturb"] is True, "run.json does not record the perturbation")
+
+
+def deterministic_threads_cross_check_should_agree(tmp):
+    # the same check without perturbation, deterministic mode: repeatable and
+    # equal across thread counts (our reductions do not depend on threads)
+    suite = tiny_suite("threads", matrix={"seeds": [3], "backends": ["blas"],
+                                          "modes": ["deterministic"], "threads": [1, 2]},
+                       checks=[{"name": "repeats", "kind": "repeatable", "expect": "bitwise"},
+                               {"name": "threads", "kind": "cross", "axis": "threads",
+                                "expect": {"ulp": 64}}])
+    out = os.path.join(tmp, "res")
+    run("run", write_suite(tmp, suite), "--out", out, expect=0)
+
+
+def bless_should_write_a_manifest_and_refuse_to_overwrite(tmp):
+    suite = tiny_suite("blessme", checks=[
+        {"name": "repeats", "kind": "repeatable", "expect": "bitwise"},
+        {"name": "base", "kind": "baseline", "expect": "bitwise"}])
+    path = write_suite(tmp, suite)
+    bdir = os.path.join(tmp, "baselines")
+    run("bless", path, "--baselines", bdir, cwd=tmp, expect=0)
+    cell = "seed3-blas-deterministic-t2"
+    man = json.load(open(os.path.join(bdir, "blessme", "manifest.json")))
+    check(man["schema"] == "samebits.baseline/1", "manifest schema")
+    w = os.path.join(bdir, "blessme", cell, "weights.safetensors")
+    check(man["cells"][cell]["sha256"] == sha256(w), "manifest sha256 differs from the file")
+    check("fc1.weight" in man["cells"][cell]["tensors"], "manifest lacks per-tensor hashes")
+    check(man["cells"][cell]["config"]["seed"] == "3", "manifest lacks the config")
+    before = sha256(w)
+    p = run("bless", path, "--baselines", bdir, cwd=tmp, expect=2)
+    check("--force" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+          f"refusal should be one line mentioning --force: {p.stderr!r}")
+    check(sha256(w) == before, "baseline changed although bless refused")
+    leftovers = [n for n in os.listdir(bdir) if n.startswith(".")]
+    check(not leftovers, f"temporary folders left behind: {leftovers}")
+    out = os.path.join(tmp, "res")
+    run("run", path, "--out", out, "--baselines", bdir, expect=0)
+    # bless --from an existing results folder, --force replaces
+    run("bless", path, "--baselines", bdir, "--from", out, "--force", cwd=tmp, expect=0)
+    check(not [n for n in os.listdir(bdir) if n.startswith(".")], "leftovers after --force")
+    # a tampered baseline is an error naming the file, not a silent pass or fail
+    with open(w, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    out2 = os.path.join(tmp, "res2")
+    p = run("run", path, "--out", out2, "--baselines", bdir, expect=2)
+    s = load_summary(out2)
+    base = [c for c in s["checks"] if c["kind"] == "baseline"][0]
+    check(base["status"] == "error" and "manifest" in base["message"],
+          f"tampered baseline: {base}")
+
+
+def baseline_check_should_fail_when_training_changes(tmp):
+    suite = tiny_suite("regress", checks=[{"name": "base", "kind": "baseline",
+                                            "expect": {"atol": 1e-7}}])
+    bdir = os.path.join(tmp, "baselines")
+    run("bless", write_suite(tmp, suite), "--baselines", bdir, cwd=tmp, expect=0)
+    suite["train"]["optimizer"]["lr"] = 0.0501  # a "new library version" that moves numbers
+    path = write_suite(tmp, suite)
+    out = os.path.join(tmp, "res")
+    p = run("run", path, "--out", out, "--baselines", bdir, expect=1)
+    s = load_summary(out)
+    x = s["checks"][0]["comparisons"][0]
+    check(not x["bitwise_equal"] and x["max_abs"] > 1e-7 and x["mismatched"] > 0,
+          f"comparison: {x}")
+    check("baseline:seed3-blas-deterministic-t2" == x["b"], f"b = {x['b']}")
+
+
+def missing_baseline_should_be_an_error_not_a_pass(tmp):
+    suite = tiny_suite("nobase", checks=[{"name": "base", "kind": "baseline", "expect": "bitwise"}])
+    out = os.path.join(tmp, "res")
+    p = run("run", write_suite(tmp, suite), "--out", out, "--baselines",
+            os.path.join(tmp, "none"), expect=2)
+    check("samebits bless" in p.stdout, f"should say how to bless:\n{p.stdout}")
+
+
+def timed_out_runs_should_fail_alone_and_exit_3(tmp):
+    suite = tiny_suite("slow", timeout=0.001)
+    suite["train"]["steps"] = 100000
+    out = os.path.join(tmp, "res")
+    p = run("run", write_suite(tmp, suite), "--out", out, expect=3)
+    s = load_summary(out)
+    check(all(r["status"] == "timeout" for r in s["runs"]), "runs not marked timeout")
+    check(s["checks"][0]["status"] == "error", "check over failed runs must be an error")
+    check("timeout" in p.stdout, f"verdict does not mention the timeout:\n{p.stdout}")
+
+
+def bad_suites_should_exit_2_with_one_line_and_write_nothing(tmp):
+    cases = {
+        "malformed.json": ('{"name": "x", "model": ', "line"),
+        "wrongtype.json": (json.dumps(tiny_suite("x", repeats="two")), "repeats"),
+        "seedtype.json": (json.dumps(tiny_suite("x", matrix={"seeds": [1, "a"]})),
+                          "matrix.seeds[1]"),
+        "unknown.json": (json.dumps(tiny_suite("x", colour="red")), "colour"),
+    }
+    for fname, (text, where) in cases.items():
+        path = os.path.join(tmp, fname)
+        with open(path, "w") as f:
+            f.write(text)
+        out = os.path.join(tmp, "res-" + fname)
+        for cmd in (["run", path, "--out", out], ["train", path, "--out", out],
+                    ["bless", path, "--baselines", os.path.join(tmp, "b")]):
+            p = run(*cmd, cwd=tmp, expect=2)
+            lines = p.stderr.strip().splitlines()
+            check(len(lines) == 1, f"{cmd[0]} {fname}: expected one line, got {lines}")
+            check(fname in lines[0] and where in lines[0],
+                  f"{cmd[0]} {fname}: message should name the file and {where!r}: {lines[0]}")
+            check(not os.path.exists(out), f"{cmd[0]} {fname}: left {out} behind")
+            check(not os.path.exists(os.path.join(tmp, "b")), "bless left a baselines folder")
+            check(not os.path.exists(os.path.join(tmp, "results")), "left a results folder")
+
+
+def results_should_never_be_rewritten_and_resume_should_keep_finished_runs(tmp):
+    suite = tiny_suite("resume", matrix={"seeds": [1, 2], "backends": ["ref"],
+                                         "modes": ["deterministic"], "threads": [1]})
+    path = write_suite(tmp, suite)
+    out = os.path.join(tmp, "res")
+    run("run", path, "--out", out, expect=0)
+    first = load_summary(out)
+    p = run("run", path, "--out", out, expect=2)
+    check("never rewritten" in p.stderr, p.stderr)
+    # simulate an interrupted invocation: no summary, one run unfinished
+    os.unlink(os.path.join(out, "summary.json"))
+    victim = first["runs"][1]["id"]
+    os.unlink(os.path.join(out, "runs", victim, "run.json"))
+    p = run("run", path, "--out", out, expect=2)  # without --resume: refuses
+    run("run", path, "--out", out, "--resume", expect=0)
+    s = load_summary(out)
+    resumed = {r["id"]: r["resumed"] for r in s["runs"]}
+    check(resumed[victim] is False and sum(resumed.values()) == len(resumed) - 1,
+          f"resume should rerun only {victim}: {resumed}")
+    for a, b in zip(first["runs"], s["runs"]):
+        check(a["weights_sha256"] == b["weights_sha256"], f"{a['id']}: weights changed on resume")
+    # resuming with another suite file is refused
+    suite["train"]["steps"] = 41
+    os.unlink(os.path.join(out, "summary.json"))
+    p = run("run", write_suite(tmp, suite), "--out", out, "--resume", expect=2)
+    check("different suite" in p.stderr, p.stderr)
+
+
+def train_resume_should_equal_an_uninterrupted_run(tmp):
+    suite = tiny_suite("cont", train={"steps": 80, "batch": 24, "optimizer": {
+        "name": "adam", "lr": 0.01}})
+    path = write_suite(tmp, suite)
+    a, b, c = (os.path.join(tmp, x) for x in "abc")
+    run("train", path, "--steps", "33", "--out", a, expect=0)
+    run("train", path, "--resume", os.path.join(a, "weights.safetensors"), "--out", b, expect=0)
+    run("train", path, "--out", c, expect=0)
+    p = run("diff", os.path.join(b, "weights.safetensors"), os.path.join(c, "weights.safetensors"),
+            expect=0)
+    run("train", path, "--out", c, expect=2)  # refuses to overwrite a finished run
+    rj = json.load(open(os.path.join(b, "run.json")))
+    check(rj["first_step"] == 33 and rj["steps_done"] == 80 and len(rj["losses"]) == 47,
+          f"run.json of the resumed run: {rj['first_step']} {rj['steps_done']} {len(rj['losses'])}")
+
+
+def checkpoint_should_load_in_the_reference_safetensors_package(tmp):
+    # needs the PyPI packages safetensors and numpy (tools/check installs them)
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+    suite = tiny_suite("interop")
+    path = write_suite(tmp, suite)
+    out = os.path.join(tmp, "a")
+    run("train", path, "--out", out, expect=0)
+    ck = os.path.join(out, "weights.safetensors")
+    tensors = load_file(ck)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    want = {"fc1.weight": (16, 8), "fc1.bias": (16,), "fc2.weight": (3, 16), "fc2.bias": (3,),
+            "optim.momentum.fc1.weight": (16, 8), "optim.momentum.fc1.bias": (16,),
+            "optim.momentum.fc2.weight": (3, 16), "optim.momentum.fc2.bias": (3,)}
+    check(shapes == want, f"names/shapes {shapes}")
+    check(all(v.dtype == np.float32 for v in tensors.values()), "dtypes")
+    with safe_open(ck, framework="numpy") as f:
+        meta = f.metadata()
+    check(meta["samebits.format"] == "checkpoint/1" and meta["samebits.step"] == "40",
+          f"metadata {meta}")
+    cfg = json.loads(meta["samebits.config"])
+    check(cfg["seed"] == "3" and cfg["backend"] == "blas", f"config {cfg}")
+    # values: the per-tensor SHA-256 that samebits inspect reports equal numpy's bytes
+    p = run("inspect", "--json", ck, expect=0)
+    info = json.loads(p.stdout)
+    by_name = {t["name"]: t for t in info["tensors"]}
+    for k, v in tensors.items():
+        h = hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+        check(by_name[k]["sha256"] == h, f"{k}: bytes differ between samebits and safetensors")
+    check(np.isfinite(tensors["fc1.weight"]).all(), "non-finite weights")
+
+
+def main():
+    case = sys.argv[3]
+    fn = globals().get(case)
+    if fn is None:
+        print(f"unknown case {case}", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="sb_e2e_")
+    try:
+        fn(tmp)
+    except AssertionError as e:
+        print(f"FAIL - {case}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"ok - {case}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+# End-to-end tests of the samebits command (tests/e2e.py), one CTest test per
+# case. SB_PYTHON is a Python with numpy and safetensors (tools/check makes
+# build/venv); only the interop case needs those packages.
+set(SB_E2E_CASES
+  smoke_suite_should_pass_against_its_blessed_baseline
+  perturbed_fast_cell_should_be_reported_not_repeatable
+  deterministic_threads_cross_check_should_agree
+  bless_should_write_a_manifest_and_refuse_to_overwrite
+  baseline_check_should_fail_when_training_changes
+  missing_baseline_should_be_an_error_not_a_pass
+  timed_out_runs_should_fail_alone_and_exit_3
+  bad_suites_should_exit_2_with_one_line_and_write_nothing
+  results_should_never_be_rewritten_and_resume_should_keep_finished_runs
+  train_resume_should_equal_an_uninterrupted_run
+  checkpoint_should_load_in_the_reference_safetensors_package)
+foreach(c ${SB_E2E_CASES})
+  add_test(NAME e2e.${c}
+           COMMAND ${SB_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e.py $<TARGET_FILE:samebits>
+                   ${CMAKE_SOURCE_DIR} ${c})
+  set_tests_properties(e2e.${c} PROPERTIES TIMEOUT 600)
+endforeach()
