@@ -28,6 +28,10 @@ static char *identity_json(const sb_run_config *c) {
     id.mode = SB_MODE_DETERMINISTIC;
     id.threads = 1;
     id.perturb = 0;
+    id.trace = 0;
+    id.recheck = 0;
+    id.data.loader_workers = 0;
+    id.data.loader_completion = 0;
     return sb_run_config_to_json(&id);
 }
 
@@ -171,6 +175,9 @@ sb_status sb_trainer_restore(sb_trainer *t, const char *path, sb_error *err) {
     }
     t->step = (int)step;
     t->order_epoch = -1;
+    t->border_epoch = -1;
+    t->traced_epoch = -1;
+    t->n_cache = 0; /* every tensor was rewritten: no cached hash is valid */
     st = SB_OK;
 done:
     free(ident);

@@ -40,6 +40,14 @@ sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
                             c->optim.name);
     if (!(c->optim.lr > 0.0f)) return sb_error_set(err, SB_ERR_ARG, "train.optimizer.lr: must be > 0");
     if (c->threads < 1) return sb_error_set(err, SB_ERR_ARG, "threads: must be >= 1");
+    if (!(c->model.dropout >= 0.0f && c->model.dropout < 1.0f))
+        return sb_error_set(err, SB_ERR_ARG, "model.dropout: must be in [0, 1)");
+    if (!(c->data.aug_noise >= 0.0f) || !(c->data.aug_feature_drop >= 0.0f && c->data.aug_feature_drop < 1.0f))
+        return sb_error_set(err, SB_ERR_ARG, "data.augment: noise >= 0, feature_drop in [0, 1)");
+    if (c->data.loader_workers < 0 || c->data.loader_workers > 64)
+        return sb_error_set(err, SB_ERR_ARG, "data.loader.workers: out of range 0..64");
+    if (c->unseeded >> SB_UNSEEDED_COUNT)
+        return sb_error_set(err, SB_ERR_ARG, "rng.unseeded: unknown stream bits");
     return SB_OK;
 }
 
@@ -54,6 +62,22 @@ static void add_float(cJSON *o, const char *key, float v) {
     cJSON_AddRawToObject(o, key, buf);
 }
 
+static const char *const UNSEEDED_NAMES[SB_UNSEEDED_COUNT] = {
+    "init", "data/source", "data/shuffle", "data/reshuffle", "data/augment", "dropout"};
+
+const char *sb_unseeded_name(int bit_index) {
+    return bit_index >= 0 && bit_index < SB_UNSEEDED_COUNT ? UNSEEDED_NAMES[bit_index] : "?";
+}
+
+int sb_unseeded_parse(const char *name, uint32_t *bit) {
+    for (int i = 0; i < SB_UNSEEDED_COUNT; i++)
+        if (!strcmp(name, UNSEEDED_NAMES[i])) {
+            *bit = 1u << i;
+            return 0;
+        }
+    return -1;
+}
+
 static const char *shuffle_name(sb_shuffle s) {
     return s == SB_SHUFFLE_NONE ? "none" : s == SB_SHUFFLE_ONCE ? "once" : "epoch";
 }
@@ -65,6 +89,7 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     cJSON_AddStringToObject(model, "kind", c->model.kind);
     cJSON_AddItemToObject(model, "widths", cJSON_CreateIntArray(c->model.widths, c->model.n_widths));
     cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
+    add_float(model, "dropout", c->model.dropout);
     cJSON *data = cJSON_AddObjectToObject(root, "data");
     cJSON_AddStringToObject(data, "kind", c->data.kind);
     cJSON_AddNumberToObject(data, "samples", c->data.samples);
@@ -72,6 +97,12 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     cJSON_AddNumberToObject(data, "classes", c->data.classes);
     add_float(data, "noise", c->data.noise);
     cJSON_AddStringToObject(data, "shuffle", shuffle_name(c->data.shuffle));
+    cJSON *aug = cJSON_AddObjectToObject(data, "augment");
+    add_float(aug, "noise", c->data.aug_noise);
+    add_float(aug, "feature_drop", c->data.aug_feature_drop);
+    cJSON *loader = cJSON_AddObjectToObject(data, "loader");
+    cJSON_AddNumberToObject(loader, "workers", c->data.loader_workers);
+    cJSON_AddStringToObject(loader, "order", c->data.loader_completion ? "completion" : "ordered");
     cJSON *train = cJSON_AddObjectToObject(root, "train");
     cJSON_AddNumberToObject(train, "steps", c->steps);
     cJSON_AddNumberToObject(train, "batch", c->batch);
@@ -94,6 +125,11 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     cJSON_AddStringToObject(root, "mode", sb_mode_name(c->mode));
     cJSON_AddNumberToObject(root, "threads", c->threads);
     cJSON_AddBoolToObject(root, "perturb", c->perturb);
+    cJSON *un = cJSON_AddArrayToObject(root, "unseeded");
+    for (int i = 0; i < SB_UNSEEDED_COUNT; i++)
+        if (c->unseeded & (1u << i)) cJSON_AddItemToArray(un, cJSON_CreateString(sb_unseeded_name(i)));
+    cJSON_AddBoolToObject(root, "trace", c->trace);
+    cJSON_AddBoolToObject(root, "recheck", c->recheck);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;

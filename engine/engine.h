@@ -48,6 +48,7 @@ typedef struct sb_model_config {
     int n_widths;                   /* widths[0] = input features, last = classes */
     int widths[SB_MAX_LAYERS + 1];
     sb_act act;
+    float dropout;                  /* inverted dropout after every hidden activation; 0 = none */
 } sb_model_config;
 
 typedef enum sb_shuffle { SB_SHUFFLE_NONE = 0, SB_SHUFFLE_ONCE = 1, SB_SHUFFLE_EPOCH = 2 } sb_shuffle;
@@ -57,7 +58,30 @@ typedef struct sb_data_config {
     int samples, features, classes;
     float noise;        /* blobs: cluster std-dev; spirals: jitter */
     sb_shuffle shuffle; /* none, once (one permutation for all epochs), epoch */
+    /* per-sample augmentation (stream "data/augment", index = the sample's
+     * position in the run's sample sequence): x += aug_noise·N(0,1), then each
+     * feature is zeroed with probability aug_feature_drop */
+    float aug_noise, aug_feature_drop;
+    /* parallel loader: `loader_workers` threads (0 = none, the trainer's own
+     * thread) each prepare whole batches; loader_completion = 1 hands batches
+     * to the trainer in the order workers finish them (the classic
+     * nondeterministic loader), 0 in step order */
+    int loader_workers, loader_completion;
 } sb_data_config;
+
+/* RNG streams a suite may leave unseeded (drawn from OS entropy), to
+ * reproduce the classic mistakes. Bit flags for sb_run_config.unseeded. */
+enum {
+    SB_UNSEEDED_INIT = 1u << 0,      /* "init": parameter initialisation */
+    SB_UNSEEDED_SOURCE = 1u << 1,    /* "data/source": the synthetic dataset */
+    SB_UNSEEDED_SHUFFLE = 1u << 2,   /* "data/shuffle": every epoch's order */
+    SB_UNSEEDED_RESHUFFLE = 1u << 3, /* "data/reshuffle": epochs after the first only */
+    SB_UNSEEDED_AUGMENT = 1u << 4,   /* "data/augment" */
+    SB_UNSEEDED_DROPOUT = 1u << 5,   /* "dropout" */
+    SB_UNSEEDED_COUNT = 6
+};
+const char *sb_unseeded_name(int bit_index); /* "init", "data/source", … */
+int sb_unseeded_parse(const char *name, uint32_t *bit); /* 0 ok, -1 unknown */
 
 typedef struct sb_optim_config {
     char name[8];       /* "sgd" or "adam" */
@@ -74,6 +98,9 @@ typedef struct sb_run_config {
     sb_mode mode;
     int threads;
     int perturb;        /* order-perturbation test switch */
+    uint32_t unseeded;  /* SB_UNSEEDED_* streams drawn from OS entropy */
+    int trace;          /* write trace records (sb_trainer_trace_open); default on */
+    int recheck;        /* run every op twice on the same inputs; flag those that differ */
 } sb_run_config;
 
 /* Checks ranges and consistency (widths vs features/classes, batch <= samples,
@@ -134,6 +161,19 @@ void sb_trainer_param_download(const sb_trainer *t, int i, float *host);
 sb_status sb_trainer_save(const sb_trainer *t, const char *path, int overwrite,
                           int n_extra, const char *const *extra_keys,
                           const char *const *extra_vals, sb_error *err);
+
+/* ---- tracing (engine/trace.h) ----
+ * Opens a trace file and emits the step-0 records of the current state (the
+ * dataset, the parameters). From then on every step emits one record per
+ * stage/op. Close writes the footer (run_json: any JSON object describing the
+ * run) and renames the file into place. */
+sb_status sb_trainer_trace_open(sb_trainer *t, const char *path, sb_error *err);
+sb_status sb_trainer_trace_close(sb_trainer *t, const char *run_json, sb_error *err);
+/* The entropy-drawn seeds of the unseeded streams, as JSON: [{"stream":
+ * "data/shuffle", "entropy_seed": "123…"}, …] (caller frees). */
+char *sb_trainer_unseeded_json(const sb_trainer *t);
+/* Ops flagged by recheck so far (count of records with the flag). */
+int sb_trainer_recheck_flags(const sb_trainer *t);
 
 /* Restores parameters, optimizer state and data position from a checkpoint
  * written by sb_trainer_save for the same model/optimizer shape. Continuing

@@ -1,9 +1,11 @@
-/* train_internal.h — the trainer's private layout, shared by train.c and
- * checkpoint.c only. Nothing outside engine/ includes this. */
+/* train_internal.h — the trainer's private layout, shared by the engine's
+ * training files (train.c, pipeline.c, tracing.c, checkpoint.c) only. Nothing
+ * outside engine/ includes this. */
 #ifndef SB_TRAIN_INTERNAL_H
 #define SB_TRAIN_INTERNAL_H
 
 #include "engine.h"
+#include "trace.h"
 
 typedef struct sb_param {
     char name[32];
@@ -11,6 +13,39 @@ typedef struct sb_param {
     int64_t shape[2];
     size_t offset, numel; /* view into the parameter buffer, in floats */
 } sb_param;
+
+/* ---- tracing: a tensor view, its cached hash, and an op's description ---- */
+typedef struct sb_view {
+    const void *p;
+    size_t bytes;
+    int is_float;        /* counts toward n_out, stats and stored values */
+} sb_view;
+
+#define SB_HASH_CACHE 96
+typedef struct sb_hash_entry {
+    const void *p;
+    size_t bytes;
+    sb_hash128 h;
+} sb_hash_entry;
+
+#define SB_OP_MAX_IO 6
+typedef struct sb_opspec {
+    uint32_t id;
+    sb_stage stage;
+    int n_in, n_out;
+    sb_view in[SB_OP_MAX_IO];
+    sb_view out[SB_OP_MAX_IO];
+} sb_opspec;
+
+/* One prepared batch (host memory). */
+typedef struct sb_batch {
+    float *raw;          /* [batch, features] gathered, before augmentation */
+    float *x;            /* [batch, features] after augmentation (unused without it) */
+    int32_t *y;          /* [batch] */
+    int step;            /* the 0-based step whose samples these are */
+} sb_batch;
+
+typedef struct sb_loader sb_loader; /* pipeline.c */
 
 struct sb_trainer {
     sb_run_config cfg;
@@ -21,16 +56,56 @@ struct sb_trainer {
     size_t total;          /* floats in the parameter buffer */
     int n_slots;           /* optimizer state slots: 1 (SGD momentum) or 2 (Adam m, v) */
     float *param, *grad, *state;        /* backend memory */
-    float *act[SB_MAX_LAYERS + 1];      /* backend memory, [batch, width] */
-    float *pre[SB_MAX_LAYERS + 1];
-    float *dz, *da;                     /* backend memory, [batch, max width] */
+    float *act[SB_MAX_LAYERS + 1];      /* backend memory, [batch, width]; act[0] = input */
+    float *pre[SB_MAX_LAYERS + 1];      /* pre-activations z */
+    float *drop[SB_MAX_LAYERS + 1];     /* after dropout (when enabled), else NULL */
+    float *mask[SB_MAX_LAYERS + 1];     /* dropout keep-masks, backend memory */
+    float *host_mask;                   /* host staging for one mask */
+    float *dz, *da, *dd;                /* backend memory, [batch, max width]; dd: after dropout.bwd */
     int32_t *labels;                    /* backend memory, [batch] */
     float *loss;                        /* backend memory, 1 float */
-    float *host_x;                      /* host staging for one batch */
-    int32_t *host_y;
-    int32_t *order;                     /* host: current epoch's sample order */
+    sb_batch cur;                       /* the batch of the current step (host) */
+    int32_t *order;                     /* host: the traced epoch order (data/shuffle's output) */
     int order_epoch;                    /* epoch whose order is in `order`, -1 none */
+    int32_t *border;                    /* host: the batcher's own copy of the epoch order */
+    int border_epoch;
+    int traced_epoch;                   /* last epoch whose shuffle was traced */
     int step;                           /* optimizer steps done */
+    sb_loader *loader;                  /* parallel loader, NULL when loader_workers == 0 */
+
+    /* unseeded streams: the entropy seed each one uses in this run, and a
+     * second one for recheck's re-execution (a fresh process would draw anew) */
+    uint64_t entropy[SB_UNSEEDED_COUNT], entropy2[SB_UNSEEDED_COUNT];
+    int recheck_pass;                   /* 1 while recheck re-executes an op */
+
+    /* tracing */
+    sb_trace_writer *tw;
+    sb_hash_entry cache[SB_HASH_CACHE];
+    int n_cache;
+    void *scratch, *scratch2;           /* recheck / values staging */
+    size_t scratch_cap;
+    int recheck_flags;                  /* records flagged so far */
 };
+
+/* pipeline.c: streams, batches, augmentation, the loader */
+uint64_t sb_stream_seed(const sb_trainer *t, uint32_t flag, int epoch);
+/* gathers batch `step` (raw, y; x untouched) */
+void sb_prepare_batch(const sb_trainer *t, int step, sb_batch *b, int32_t *order,
+                      int *order_epoch);
+/* b->x = augmented b->raw for the positions of batch b->step */
+void sb_augment_batch(const sb_trainer *t, sb_batch *b);
+sb_status sb_loader_new(sb_trainer *t, sb_error *err);
+void sb_loader_free(sb_loader *l);
+/* Hands out the batch for the trainer's next step into t->cur. */
+void sb_loader_next(sb_trainer *t);
+int sb_batch_alloc(sb_batch *b, int batch, int features);
+void sb_batch_free(sb_batch *b);
+
+/* tracing.c: op execution with tracing and recheck */
+void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), void *arg);
+void sb_trace_step0(sb_trainer *t);
+/* dst now holds a copy of src: it gets src's cached hash (if any). */
+void sb_cache_alias(sb_trainer *t, const sb_view *dst, const sb_view *src);
+int sb_is_snapshot_step(const sb_trainer *t, int step);
 
 #endif

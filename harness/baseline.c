@@ -203,7 +203,7 @@ int sb_cmd_bless(int argc, char **argv) {
         if (specs[i].repeat != 0) continue;
         for (int c = 0; c < s->n_checks; c++)
             if (s->checks[c].kind == SB_CHECK_BASELINE &&
-                sb_where_matches(&s->checks[c].where, &specs[i].cfg)) {
+                sb_check_covers(&s->checks[c], &specs[i])) {
                 want[m++] = specs[i];
                 break;
             }

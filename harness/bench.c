@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include <string.h>
+#include <unistd.h>
 
 typedef struct bench_model {
     const char *name;
@@ -37,11 +38,13 @@ static void usage(FILE *f) {
             "  --model NAME   only this model (smoke, mlp784)\n"
             "  --optimizer O  only this optimizer (sgd, adam)\n"
             "  --mode M       only this mode (deterministic, fast)\n"
+            "  --trace        also time each configuration with tracing on (as runs do)\n"
+            "                 and report the overhead\n"
             "  --json         one JSON object per line instead of a table\n");
 }
 
 static double measure(const bench_model *m, const char *opt, sb_mode mode, int threads,
-                      int steps, int reps, sb_error *err) {
+                      int steps, int reps, int trace, sb_error *err) {
     sb_run_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.model.kind, sizeof c.model.kind, "mlp");
@@ -66,8 +69,18 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
     snprintf(c.backend, sizeof c.backend, "blas");
     c.mode = mode;
     c.threads = threads;
+    c.trace = trace;
     sb_trainer *t = sb_trainer_new(&c, err);
     if (!t) return -1;
+    char path[64] = "";
+    if (trace) { /* a real trace file, as runs write it; removed afterwards */
+        snprintf(path, sizeof path, "/tmp/samebits-bench-%d.sbt", (int)getpid());
+        unlink(path);
+        if (sb_trainer_trace_open(t, path, err) != SB_OK) {
+            sb_trainer_free(t);
+            return -1;
+        }
+    }
     float loss;
     double best = 0;
     for (int i = 0; i < 20; i++)
@@ -79,16 +92,20 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
         double sps = steps / (sb_now() - t0);
         if (sps > best) best = sps;
     }
+    if (trace) {
+        sb_trainer_trace_close(t, NULL, err);
+        unlink(path);
+    }
     sb_trainer_free(t);
     return best;
 fail:
-    sb_trainer_free(t);
+    sb_trainer_free(t); /* abandons an open trace */
     return -1;
 }
 
 int sb_cmd_bench(int argc, char **argv) {
     long long steps = 300, reps = 3;
-    int json = 0;
+    int json = 0, trace = 0;
     int threads[8] = {1, 2}, n_threads = 2;
     const char *only = NULL, *only_opt = NULL, *only_mode = NULL;
     for (int i = 1; i < argc; i++) {
@@ -98,6 +115,8 @@ int sb_cmd_bench(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--trace")) {
+            trace = 1;
         } else if (!strcmp(a, "--steps") && i + 1 < argc) {
             if (sb_parse_int(argv[++i], 1, 100000000, &steps) != 0) goto bad;
         } else if (!strcmp(a, "--reps") && i + 1 < argc) {
@@ -128,7 +147,8 @@ int sb_cmd_bench(int argc, char **argv) {
     }
     if (!json) {
         printf("blas: %s\n", sb_blas_info());
-        printf("%-8s %-5s %-14s %-7s %10s\n", "model", "opt", "mode", "threads", "steps/s");
+        printf("%-8s %-5s %-14s %-7s %10s%s\n", "model", "opt", "mode", "threads", "steps/s",
+               trace ? "  traced/s  overhead" : "");
     }
     const char *opts[] = {"sgd", "adam"};
     const sb_mode modes[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST};
@@ -141,17 +161,25 @@ int sb_cmd_bench(int argc, char **argv) {
                     if (only_mode && strcmp(only_mode, sb_mode_name(modes[md])) != 0) continue;
                     sb_error err = {0};
                     double sps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
-                                         (int)reps, &err);
-                    if (sps < 0) {
+                                         (int)reps, 0, &err);
+                    double tps = 0;
+                    if (sps >= 0 && trace)
+                        tps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
+                                      (int)reps, 1, &err);
+                    if (sps < 0 || tps < 0) {
                         fprintf(stderr, "samebits bench: %s\n", err.msg);
                         return SB_EXIT_RUN;
                     }
                     if (json)
                         printf("{\"impl\": \"samebits\", \"model\": \"%s\", \"optimizer\": \"%s\", "
                                "\"mode\": \"%s\", \"threads\": %d, \"batch\": %d, "
-                               "\"steps_per_s\": %.2f}\n",
+                               "\"steps_per_s\": %.2f, \"traced_steps_per_s\": %.2f}\n",
                                MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti],
-                               MODELS[mi].batch, sps);
+                               MODELS[mi].batch, sps, tps);
+                    else if (trace)
+                        printf("%-8s %-5s %-14s %-7d %10.1f %9.1f %8.1f%%\n", MODELS[mi].name,
+                               opts[o], sb_mode_name(modes[md]), threads[ti], sps, tps,
+                               100.0 * (1.0 / tps - 1.0 / sps) * sps);
                     else
                         printf("%-8s %-5s %-14s %-7d %10.1f\n", MODELS[mi].name, opts[o],
                                sb_mode_name(modes[md]), threads[ti], sps);

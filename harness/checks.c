@@ -13,7 +13,14 @@
  * unreadable) or when it covers nothing (a check that cannot fail must not
  * pass silently).
  *
- * Not here: running, printing (summary.c).
+ * Every evaluated comparison that does not pass gets drift attribution
+ * (attrib.h): the two runs' RUN_DIR/trace.sbt walked record by record; a
+ * baseline's trace is BASELINES/<suite>/<cell>/trace.sbt when it exists. A
+ * missing or unreadable trace leaves the comparison as it is, with
+ * attribution_error naming the file: attribution never turns a fail into a
+ * pass or an error.
+ *
+ * Not here: running, printing (summary.c), the walk itself (attrib.c).
  */
 #include "harness.h"
 
@@ -35,9 +42,46 @@ static int add_cmp(sb_check_result *r, int *cap) {
     return r->n++;
 }
 
-/* Compares the checkpoint of run a against file path_b (label b). */
+/* Attaches attribution to comparison c: run a's trace against trace_b, or,
+ * when trace_b is NULL, the reason there is none (no_trace). */
+static void attribute(sb_comparison *c, const sb_run_result *a, const char *trace_b,
+                      const char *no_trace) {
+    char trace_a[2048];
+    snprintf(trace_a, sizeof trace_a, "%s/trace.sbt", a->dir);
+    if (!trace_b) {
+        snprintf(c->attribution_error, sizeof c->attribution_error, "%s", no_trace);
+        return;
+    }
+    const char *missing = !sb_path_exists(trace_a) ? trace_a
+                          : !sb_path_exists(trace_b) ? trace_b : NULL;
+    if (missing) {
+        snprintf(c->attribution_error, sizeof c->attribution_error, "no trace at %s", missing);
+        return;
+    }
+    sb_attribution *x = calloc(1, sizeof *x);
+    sb_error err = {0};
+    if (!x) {
+        snprintf(c->attribution_error, sizeof c->attribution_error, "out of memory");
+        return;
+    }
+    if (sb_attrib_files(trace_a, trace_b, x, &err) != SB_OK) {
+        snprintf(c->attribution_error, sizeof c->attribution_error, "%s", err.msg);
+        free(x);
+        return;
+    }
+    if (x->agree)
+        snprintf(x->note, sizeof x->note,
+                 "traces agree: the weights differ but every traced op output agrees "
+                 "(the difference is not in any traced op)");
+    c->attrib = x;
+}
+
+/* Compares the checkpoint of run a against file path_b (label b); when they
+ * do not agree, attributes the drift with trace_b (NULL: none, why in
+ * no_trace). */
 static void compare(sb_comparison *c, const sb_run_result *a, const char *path_b,
-                    const char *label_b, const sb_run_result *b, const sb_tolerance *tol) {
+                    const char *label_b, const sb_run_result *b, const char *trace_b,
+                    const char *no_trace, const sb_tolerance *tol) {
     snprintf(c->a, sizeof c->a, "%s", a->spec->id);
     snprintf(c->b, sizeof c->b, "%s", label_b);
     if (a->status != SB_RUN_OK || (b && b->status != SB_RUN_OK)) {
@@ -64,6 +108,7 @@ static void compare(sb_comparison *c, const sb_run_result *a, const char *path_b
     c->total = d.total;
     snprintf(c->worst_tensor, sizeof c->worst_tensor, "%s", d.worst_tensor);
     sb_file_diff_free(&d);
+    if (!c->pass) attribute(c, a, trace_b, no_trace);
 }
 
 /* True when runs x and y are at the same matrix point except along `axis`. */
@@ -94,9 +139,11 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
                 if (strcmp(specs[j].cell, si->cell) != 0) continue;
                 int k = add_cmp(r, &cap);
                 if (k < 0) goto nomem;
-                char path_b[2048];
+                char path_b[2048], trace_b[2048];
                 snprintf(path_b, sizeof path_b, "%s/weights.safetensors", res[j].dir);
-                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], &ck->expect);
+                snprintf(trace_b, sizeof trace_b, "%s/trace.sbt", res[j].dir);
+                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], trace_b, NULL,
+                        &ck->expect);
             }
         } else if (ck->kind == SB_CHECK_CROSS) {
             if (si->repeat != 0 || used[i]) continue;
@@ -108,9 +155,11 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
                 used[j] = 1;
                 int k = add_cmp(r, &cap);
                 if (k < 0) goto nomem;
-                char path_b[2048];
+                char path_b[2048], trace_b[2048];
                 snprintf(path_b, sizeof path_b, "%s/weights.safetensors", res[j].dir);
-                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], &ck->expect);
+                snprintf(trace_b, sizeof trace_b, "%s/trace.sbt", res[j].dir);
+                compare(&r->cmp[k], &res[i], path_b, specs[j].id, &res[j], trace_b, NULL,
+                        &ck->expect);
             }
         } else { /* baseline */
             int k = add_cmp(r, &cap);
@@ -133,7 +182,12 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
                 snprintf(r->cmp[k].error, sizeof r->cmp[k].error, "%s", verr.msg);
                 continue;
             }
-            compare(&r->cmp[k], &res[i], path_b, label, NULL, &ck->expect);
+            char trace_b[2048], no_trace[2200];
+            snprintf(trace_b, sizeof trace_b, "%s/%s/%s/trace.sbt", baselines_dir, s->name,
+                     si->cell);
+            snprintf(no_trace, sizeof no_trace, "baseline has no trace (%s)", trace_b);
+            compare(&r->cmp[k], &res[i], path_b, label, NULL,
+                    sb_path_exists(trace_b) ? trace_b : NULL, no_trace, &ck->expect);
         }
     }
     free(used);
@@ -174,6 +228,12 @@ sb_status sb_evaluate_checks(const sb_suite *s, const sb_run_spec *specs,
 
 void sb_check_results_free(sb_check_result *r, int n) {
     if (!r) return;
-    for (int i = 0; i < n; i++) free(r[i].cmp);
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < r[i].n; k++) {
+            sb_attribution_free(r[i].cmp[k].attrib);
+            free(r[i].cmp[k].attrib);
+        }
+        free(r[i].cmp);
+    }
     free(r);
 }

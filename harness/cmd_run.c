@@ -29,6 +29,8 @@ static void usage(FILE *f) {
             "                     runs are kept, the rest run again\n"
             "  --timeout SECONDS  per-run limit (default: the suite's, else 600)\n"
             "  --perturb          order-perturbation test aid for every run (fast mode)\n"
+            "  --recheck          run every op twice on the same inputs in every run and\n"
+            "                     report the ops whose outputs differ (nondeterministic)\n"
             "  --baselines DIR    where baselines live (default: see README)\n"
             "\n"
             "exit: 0 all checks pass, 1 a check failed, 2 bad input or usage,\n"
@@ -62,7 +64,7 @@ int sb_self_exe(char *buf, size_t n) {
 int sb_cmd_run(int argc, char **argv) {
     const char *suite_path = NULL, *out_arg = NULL, *jobs_s = NULL, *timeout_s = NULL,
                *baselines_arg = NULL;
-    int resume = 0, perturb = 0;
+    int resume = 0, perturb = 0, recheck = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -74,6 +76,9 @@ int sb_cmd_run(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--perturb")) {
             perturb = 1;
+            continue;
+        } else if (!strcmp(a, "--recheck")) {
+            recheck = 1;
             continue;
         } else if (!strcmp(a, "--out")) slot = &out_arg;
         else if (!strcmp(a, "-j") || !strcmp(a, "--jobs")) slot = &jobs_s;
@@ -109,7 +114,8 @@ int sb_cmd_run(int argc, char **argv) {
         fprintf(stderr, "samebits run: %s\n", err.msg);
         return SB_EXIT_USAGE;
     }
-    if (perturb) s->perturb = 1;
+    if (perturb) s->perturb = s->base.perturb = 1;
+    if (recheck) s->base.recheck = s->base.trace = 1;
     if (!timeout_s) timeout = s->timeout;
 
     int rc = SB_EXIT_USAGE, n = 0;

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -26,10 +27,13 @@ static void usage(FILE *f) {
             "  --mode MODE       deterministic | fast\n"
             "  --threads N       worker threads of the backend\n"
             "  --perturb         order-perturbation test aid (fast mode)\n"
+            "  --recheck         run every op twice on the same inputs; flag ops that differ\n"
+            "  --no-trace        do not write DIR/trace.sbt\n"
             "  --steps N         train until N optimizer steps are done\n"
             "  --resume CKPT     continue from a checkpoint of the same run config\n"
             "  --id ID           run id recorded in run.json (default: derived)\n"
             "  --repeat N        repeat index recorded in run.json (default 0)\n"
+            "  --case NAME       which case of a suite with cases (default: the first)\n"
             "  --force           replace DIR's checkpoint and run.json if present\n");
 }
 
@@ -41,7 +45,8 @@ static int bad(const char *fmt, const char *a, const char *b) {
 }
 
 /* Writes run.json atomically. */
-static sb_status write_run_json(const char *path, const char *id, const sb_suite *s,
+static sb_status write_run_json(const char *path, const sb_trainer *t, const char *id,
+                                const sb_suite *s,
                                 const sb_run_config *c, int repeat, const char *status,
                                 const char *error, int first_step, int steps_done,
                                 const float *losses, int n_losses, double seconds,
@@ -65,7 +70,14 @@ static sb_status write_run_json(const char *path, const char *id, const sb_suite
     cJSON_AddNumberToObject(root, "seconds", seconds);
     cJSON_AddStringToObject(root, "checkpoint", steps_done > 0 && !error ? "weights.safetensors" : "");
     cJSON_AddBoolToObject(root, "perturb", c->perturb);
-    cJSON_AddItemToObject(root, "unseeded_streams", cJSON_CreateArray());
+    char *un = sb_trainer_unseeded_json(t);
+    cJSON *unj = un ? cJSON_Parse(un) : NULL;
+    free(un);
+    cJSON_AddItemToObject(root, "unseeded_streams", unj ? unj : cJSON_CreateArray());
+    cJSON_AddStringToObject(root, "trace", c->trace ? "trace.sbt" : "");
+    cJSON *rc = cJSON_AddObjectToObject(root, "recheck");
+    cJSON_AddBoolToObject(rc, "enabled", c->recheck);
+    cJSON_AddNumberToObject(rc, "ops_that_differed", sb_trainer_recheck_flags(t));
     cJSON_AddStringToObject(root, "blas", sb_blas_info());
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -78,8 +90,8 @@ static sb_status write_run_json(const char *path, const char *id, const sb_suite
 int sb_cmd_train(int argc, char **argv) {
     const char *suite_path = NULL, *out = NULL, *resume = NULL, *id_arg = NULL;
     const char *seed_s = NULL, *backend = NULL, *mode_s = NULL, *threads_s = NULL, *steps_s = NULL;
-    const char *repeat_s = NULL;
-    int perturb = 0, force = 0;
+    const char *repeat_s = NULL, *case_s = NULL;
+    int perturb = 0, force = 0, recheck = 0, no_trace = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -92,6 +104,12 @@ int sb_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--force")) {
             force = 1;
             continue;
+        } else if (!strcmp(a, "--recheck")) {
+            recheck = 1;
+            continue;
+        } else if (!strcmp(a, "--no-trace")) {
+            no_trace = 1;
+            continue;
         } else if (!strcmp(a, "--out")) slot = &out;
         else if (!strcmp(a, "--seed")) slot = &seed_s;
         else if (!strcmp(a, "--backend")) slot = &backend;
@@ -101,6 +119,7 @@ int sb_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--resume")) slot = &resume;
         else if (!strcmp(a, "--id")) slot = &id_arg;
         else if (!strcmp(a, "--repeat")) slot = &repeat_s;
+        else if (!strcmp(a, "--case")) slot = &case_s;
         else if (a[0] == '-' && a[1]) return bad("unknown option '%s'%s", a, "");
         else if (!suite_path) {
             suite_path = a;
@@ -121,8 +140,21 @@ int sb_cmd_train(int argc, char **argv) {
         fprintf(stderr, "samebits train: %s\n", err.msg);
         return SB_EXIT_USAGE;
     }
-    sb_run_config c = s->base;
+    const sb_suite *cs = s; /* the case trained (the suite itself without cases) */
+    if (case_s || s->n_cases > 0) {
+        int ci = case_s ? sb_suite_find_case(s, case_s) : 0;
+        if (ci < 0 || s->n_cases == 0) {
+            fprintf(stderr, "samebits train: %s: no case named '%s'\n", suite_path, case_s);
+            sb_suite_free(s);
+            return SB_EXIT_USAGE;
+        }
+        cs = s->cases[ci];
+    }
+    sb_run_config c = cs->base;
     c.perturb = c.perturb || perturb;
+    c.recheck = c.recheck || recheck;
+    if (no_trace) c.trace = 0;
+    if (c.recheck) c.trace = 1; /* recheck results live in the trace */
     long long v;
     int repeat = 0;
     if (seed_s) {
@@ -168,10 +200,12 @@ int sb_cmd_train(int argc, char **argv) {
     int rc = SB_EXIT_USAGE;
     sb_trainer *t = NULL;
     float *losses = NULL;
-    char ckpt[4200], runjson[4200];
+    char ckpt[4200], runjson[4200], tracep[4200];
     snprintf(ckpt, sizeof ckpt, "%s/weights.safetensors", out);
     snprintf(runjson, sizeof runjson, "%s/run.json", out);
-    if (!force && (sb_path_exists(ckpt) || sb_path_exists(runjson))) {
+    snprintf(tracep, sizeof tracep, "%s/trace.sbt", out);
+    if (force) unlink(tracep); /* --force replaces the whole run */
+    if (!force && (sb_path_exists(ckpt) || sb_path_exists(runjson) || sb_path_exists(tracep))) {
         fprintf(stderr, "samebits train: %s already holds a run; use --force to replace it\n", out);
         goto done;
     }
@@ -185,6 +219,10 @@ int sb_cmd_train(int argc, char **argv) {
         goto done;
     }
     if (resume && sb_trainer_restore(t, resume, &err) != SB_OK) {
+        fprintf(stderr, "samebits train: %s\n", err.msg);
+        goto done;
+    }
+    if (c.trace && sb_trainer_trace_open(t, tracep, &err) != SB_OK) {
         fprintf(stderr, "samebits train: %s\n", err.msg);
         goto done;
     }
@@ -212,6 +250,17 @@ int sb_cmd_train(int argc, char **argv) {
         n++;
     }
     double secs = sb_now() - t0;
+    if (c.trace) {
+        char run[600];
+        snprintf(run, sizeof run, "{\"id\": \"%s\", \"suite\": \"%s\", \"status\": \"%s\"}", id,
+                 s->name, status);
+        sb_error terr = {0};
+        if (sb_trainer_trace_close(t, run, &terr) != SB_OK) {
+            fprintf(stderr, "samebits train: %s\n", terr.msg);
+            rc = SB_EXIT_RUN;
+            goto done;
+        }
+    }
     if (!error) {
         const char *keys[] = {"samebits.run_id", "samebits.suite", "samebits.blas"};
         const char *vals[] = {id, s->name, sb_blas_info()};
@@ -222,7 +271,7 @@ int sb_cmd_train(int argc, char **argv) {
         }
     }
     sb_error werr = {0};
-    if (write_run_json(runjson, id, s, &c, repeat, status, error, first, sb_trainer_steps_done(t),
+    if (write_run_json(runjson, t, id, s, &c, repeat, status, error, first, sb_trainer_steps_done(t),
                        losses, n, secs, resume, force, &werr) != SB_OK) {
         fprintf(stderr, "samebits train: %s\n", werr.msg);
         rc = SB_EXIT_RUN;

@@ -8,6 +8,7 @@
 #ifndef SB_HARNESS_H
 #define SB_HARNESS_H
 
+#include "attrib.h"
 #include "diff.h"
 #include "suite.h"
 
@@ -68,6 +69,14 @@ typedef struct sb_comparison {
     uint64_t mismatched, total;
     char worst_tensor[256];
     char error[512];         /* why it could not be evaluated */
+    /* Drift attribution (attrib.h), attempted for every evaluated comparison
+     * that does not pass: both runs' trace.sbt walked record by record.
+     * attrib is owned by the comparison (freed by sb_check_results_free) and
+     * NULL when not attempted or when it failed; then attribution_error says
+     * why, naming the file ("" when not attempted). Attribution never
+     * changes ok or pass. */
+    sb_attribution *attrib;
+    char attribution_error[512];
 } sb_comparison;
 
 typedef enum sb_check_status { SB_CHECK_PASS = 0, SB_CHECK_FAIL = 1, SB_CHECK_ERROR = 2 } sb_check_status;

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "  train SUITE.json     train one run (what each of run's child processes does)\n"
             "  diff A B             compare two safetensors files tensor by tensor\n"
             "  inspect FILE         header, metadata and per-tensor stats of a safetensors file\n"
+            "  trace-diff A B       where two runs' traces part ways: first divergence, sources\n"
             "  bless SUITE.json     write the suite's baselines\n"
             "  bench                training steps/s of the reference MLPs\n"
             "\n"
@@ -42,6 +43,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return sb_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "diff")) return sb_cmd_diff(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return sb_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "trace-diff")) return sb_cmd_trace_diff(argc - 1, argv + 1);
     if (!strcmp(cmd, "bless")) return sb_cmd_bless(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return sb_cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "samebits: unknown command '%s'\n", cmd);

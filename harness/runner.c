@@ -93,7 +93,7 @@ static pid_t spawn(const sb_exec_options *o, const sb_run_spec *sp, const char *
     snprintf(threads, sizeof threads, "%d", sp->cfg.threads);
     snprintf(repeat, sizeof repeat, "%d", sp->repeat);
     snprintf(log, sizeof log, "%s/log.txt", dir);
-    const char *args[24];
+    const char *args[32];
     int a = 0;
     args[a++] = o->exe;
     args[a++] = "train";
@@ -111,6 +111,11 @@ static pid_t spawn(const sb_exec_options *o, const sb_run_spec *sp, const char *
     args[a++] = "--repeat";
     args[a++] = repeat;
     if (sp->cfg.perturb) args[a++] = "--perturb";
+    if (sp->cfg.recheck) args[a++] = "--recheck";
+    if (sp->case_name[0]) {
+        args[a++] = "--case";
+        args[a++] = sp->case_name;
+    }
     args[a++] = "--out";
     args[a++] = dir;
     args[a] = NULL;

@@ -485,8 +485,10 @@ static sb_status want_axis_value(const parser *p, const cJSON *v, const char *pa
 
 static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m, int *n_hidden,
                              int hidden[MAX_HIDDEN]) {
-    static const key_spec keys[] = {{"kind", 1}, {"hidden", 0}, {"activation", 0}};
+    static const key_spec keys[] = {{"kind", 1}, {"hidden", 0}, {"activation", 0},
+                                    {"dropout", 0}};
     static const char *const kinds[] = {"mlp"};
+    static const range dropout_range = {0, 1, 0, 1};
     static const char *const acts[] = {"relu", "tanh", "gelu"};
     char path[PATH_LEN];
     const cJSON *x;
@@ -519,12 +521,23 @@ static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m
             return fail(p, SB_ERR_ARG, "model.activation", "\"%s\" is not supported by this build",
                         acts[k]);
     }
+    m->dropout = 0.0f;
+    if ((x = member(v, "dropout")) != NULL) {
+        double d = 0;
+        if ((st = want_number(p, x, "model.dropout", &dropout_range, 1, &d)) != SB_OK) return st;
+        m->dropout = (float)d;
+    }
     return SB_OK;
 }
 
 static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) {
     static const key_spec keys[] = {{"kind", 1},    {"samples", 1}, {"features", 1},
-                                    {"classes", 1}, {"noise", 0},   {"shuffle", 0}};
+                                    {"classes", 1}, {"noise", 0},   {"shuffle", 0},
+                                    {"augment", 0}, {"loader", 0}};
+    static const key_spec aug_keys[] = {{"noise", 0}, {"feature_drop", 0}};
+    static const key_spec loader_keys[] = {{"workers", 1}, {"order", 0}};
+    static const char *const orders[] = {"ordered", "completion"};
+    static const range drop_range = {0, 1, 0, 1};
     static const char *const kinds[] = {"blobs", "spirals"};
     static const char *const shuffles[] = {"none", "once", "epoch"}; /* sb_shuffle order */
     static const range noise_range = {0, INFINITY, 0, 0};
@@ -564,6 +577,65 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
         if ((st = want_choice(p, x, "data.shuffle", shuffles, N_KEYS(shuffles), &k)) != SB_OK)
             return st;
         d->shuffle = (sb_shuffle)k;
+    }
+
+    d->aug_noise = d->aug_feature_drop = 0.0f;
+    if ((x = member(v, "augment")) != NULL) {
+        const cJSON *y;
+        double val = 0;
+        if ((st = want_object(p, x, "data.augment")) != SB_OK) return st;
+        if ((st = check_keys(p, x, "data.augment", aug_keys, N_KEYS(aug_keys))) != SB_OK) return st;
+        if ((y = member(x, "noise")) != NULL) {
+            if ((st = want_number(p, y, "data.augment.noise", &noise_range, 1, &val)) != SB_OK)
+                return st;
+            d->aug_noise = (float)val;
+        }
+        if ((y = member(x, "feature_drop")) != NULL) {
+            if ((st = want_number(p, y, "data.augment.feature_drop", &drop_range, 1, &val)) != SB_OK)
+                return st;
+            d->aug_feature_drop = (float)val;
+        }
+    }
+    d->loader_workers = 0;
+    d->loader_completion = 0;
+    if ((x = member(v, "loader")) != NULL) {
+        const cJSON *y;
+        if ((st = want_object(p, x, "data.loader")) != SB_OK) return st;
+        if ((st = check_keys(p, x, "data.loader", loader_keys, N_KEYS(loader_keys))) != SB_OK)
+            return st;
+        if ((st = want_int(p, member(x, "workers"), "data.loader.workers", 0, 64, &i)) != SB_OK)
+            return st;
+        d->loader_workers = (int)i;
+        if ((y = member(x, "order")) != NULL) {
+            if ((st = want_choice(p, y, "data.loader.order", orders, 2, &k)) != SB_OK) return st;
+            d->loader_completion = k;
+        }
+    }
+    return SB_OK;
+}
+
+/* "rng": {"unseeded": ["data/shuffle", …]} — streams drawn from OS entropy. */
+static sb_status parse_rng(const parser *p, const cJSON *v, uint32_t *unseeded) {
+    static const key_spec keys[] = {{"unseeded", 0}};
+    char path[PATH_LEN];
+    sb_status st;
+    const cJSON *x;
+    int n = 0;
+    *unseeded = 0;
+    if ((st = want_object(p, v, "rng")) != SB_OK) return st;
+    if ((st = check_keys(p, v, "rng", keys, N_KEYS(keys))) != SB_OK) return st;
+    if ((x = member(v, "unseeded")) == NULL) return SB_OK;
+    if ((st = want_array(p, x, "rng.unseeded", 0, SB_UNSEEDED_COUNT, &n)) != SB_OK) return st;
+    int i = 0;
+    for (const cJSON *c = x->child; c; c = c->next, i++) {
+        uint32_t bit;
+        path_index(path, "rng.unseeded", i);
+        if (!cJSON_IsString(c) || sb_unseeded_parse(c->valuestring, &bit) != 0)
+            return fail(p, cJSON_IsString(c) ? SB_ERR_ARG : SB_ERR_FORMAT, path,
+                        "expected one of \"init\", \"data/source\", \"data/shuffle\", "
+                        "\"data/reshuffle\", \"data/augment\", \"dropout\"");
+        if (*unseeded & bit) return fail(p, SB_ERR_ARG, path, "listed twice");
+        *unseeded |= bit;
     }
     return SB_OK;
 }
@@ -852,6 +924,7 @@ static sb_status parse_check(const parser *p, const cJSON *v, const char *path, 
     if ((st = check_keys(p, v, path, keys, N_KEYS(keys))) != SB_OK) return st;
 
     path_key(sub, path, "name");
+    ch->case_index = -1;
     if ((st = want_name(p, member(v, "name"), sub, ch->name)) != SB_OK) return st;
     for (int j = 0; j < index; j++)
         if (strcmp(s->checks[j].name, ch->name) == 0)
@@ -1037,11 +1110,138 @@ static void locate(const char *t, size_t off, int *line, int *col) {
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* ======================================================================
+ * Cases
+ * ==================================================================== */
+
+/* dst ← dst with src merged over it: objects key by key, anything else
+ * replaced. Returns 0, or -1 on allocation failure. */
+static int merge_into(cJSON *dst, const cJSON *src) {
+    for (const cJSON *c = src->child; c; c = c->next) {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(dst, c->string);
+        if (d && cJSON_IsObject(d) && cJSON_IsObject(c)) {
+            if (merge_into(d, c) != 0) return -1;
+            continue;
+        }
+        cJSON *copy = cJSON_Duplicate(c, 1);
+        if (!copy) return -1;
+        if (d)
+            cJSON_ReplaceItemInObjectCaseSensitive(dst, c->string, copy);
+        else
+            cJSON_AddItemToObject(dst, c->string, copy);
+    }
+    return 0;
+}
+
+static sb_status parse_cases(const parser *p, const cJSON *root, sb_suite *s) {
+    static const key_spec keys[] = {
+        {"name", 1},   {"description", 0}, {"model", 0},   {"data", 0},    {"train", 0},
+        {"matrix", 0}, {"repeats", 0},     {"timeout", 0}, {"perturb", 0}, {"checks", 0},
+        {"rng", 0},    {"trace", 0},       {"recheck", 0}, {"cases", 1}};
+    static const key_spec case_keys[] = {
+        {"name", 1},   {"description", 0}, {"model", 0},   {"data", 0},    {"train", 0},
+        {"matrix", 0}, {"repeats", 0},     {"timeout", 0}, {"perturb", 0}, {"checks", 0},
+        {"rng", 0},    {"trace", 0},       {"recheck", 0}};
+    char path[PATH_LEN];
+    sb_status st;
+    const cJSON *x;
+    int n = 0;
+    if ((st = check_keys(p, root, "", keys, N_KEYS(keys))) != SB_OK) return st;
+    if ((st = want_name(p, member(root, "name"), "name", s->name)) != SB_OK) return st;
+    if ((x = member(root, "description")) != NULL &&
+        (st = want_string(p, x, "description", s->description, sizeof s->description)) != SB_OK)
+        return st;
+    const cJSON *cases = member(root, "cases");
+    if ((st = want_array(p, cases, "cases", 1, SB_MAX_CASES, &n)) != SB_OK) return st;
+    int i = 0, total_checks = 0;
+    uint64_t total_runs = 0;
+    for (const cJSON *c = cases->child; c; c = c->next, i++) {
+        path_index(path, "cases", i);
+        if ((st = want_object(p, c, path)) != SB_OK) return st;
+        if ((st = check_keys(p, c, path, case_keys, N_KEYS(case_keys))) != SB_OK) return st;
+        char cname[64], npath[PATH_LEN + 8];
+        snprintf(npath, sizeof npath, "%s.name", path);
+        if ((st = want_name(p, member(c, "name"), npath, cname)) != SB_OK) return st;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(s->case_names[j], cname))
+                return fail(p, SB_ERR_ARG, npath, "case \"%s\" is named twice", cname);
+        snprintf(s->case_names[i], sizeof s->case_names[i], "%s", cname);
+
+        /* the top level with the case merged over it, parsed as a suite */
+        cJSON *merged = cJSON_Duplicate(root, 1);
+        if (!merged) return fail(p, SB_ERR_NOMEM, path, "out of memory");
+        cJSON_DeleteItemFromObjectCaseSensitive(merged, "cases");
+        if (merge_into(merged, c) != 0) {
+            cJSON_Delete(merged);
+            return fail(p, SB_ERR_NOMEM, path, "out of memory");
+        }
+        char *text = cJSON_PrintUnformatted(merged);
+        cJSON_Delete(merged);
+        if (!text) return fail(p, SB_ERR_NOMEM, path, "out of memory");
+        char label[512];
+        snprintf(label, sizeof label, "%s: %s (%s)", p->label, path, cname);
+        s->cases[i] = sb_suite_parse(text, strlen(text), label, p->err);
+        free(text);
+        if (!s->cases[i]) return p->err ? p->err->status : SB_ERR_FORMAT;
+        s->n_cases = i + 1;
+        total_checks += s->cases[i]->n_checks;
+        const sb_suite *cs = s->cases[i];
+        total_runs += (uint64_t)cs->n_seeds * cs->n_backends * cs->n_modes * cs->n_threads *
+                      cs->repeats;
+    }
+    if (total_runs > MAX_RUNS)
+        return fail(p, SB_ERR_ARG, "cases", "expand to %" PRIu64 " runs, more than the limit of %d",
+                    total_runs, MAX_RUNS);
+    if (total_checks > MAX_CHECKS)
+        return fail(p, SB_ERR_ARG, "cases", "%d checks in all, more than the limit of %d",
+                    total_checks, MAX_CHECKS);
+    s->checks = calloc((size_t)total_checks, sizeof *s->checks);
+    if (!s->checks) return fail(p, SB_ERR_NOMEM, "cases", "out of memory");
+    for (int k = 0; k < s->n_cases; k++)
+        for (int j = 0; j < s->cases[k]->n_checks; j++) {
+            sb_check *ck = &s->checks[s->n_checks++];
+            *ck = s->cases[k]->checks[j];
+            snprintf(ck->name, sizeof ck->name, "%s/%s", s->case_names[k],
+                     s->cases[k]->checks[j].name);
+            ck->case_index = k;
+        }
+    /* the container's own fields mirror the first case (for tools that read
+     * one configuration); runs and checks come from every case */
+    const sb_suite *c0 = s->cases[0];
+    s->base = c0->base;
+    s->n_seeds = c0->n_seeds;
+    memcpy(s->seeds, c0->seeds, sizeof s->seeds);
+    s->n_backends = c0->n_backends;
+    memcpy(s->backends, c0->backends, sizeof s->backends);
+    s->n_modes = c0->n_modes;
+    memcpy(s->modes, c0->modes, sizeof s->modes);
+    s->n_threads = c0->n_threads;
+    memcpy(s->threads, c0->threads, sizeof s->threads);
+    s->repeats = c0->repeats;
+    s->perturb = c0->perturb;
+    s->timeout = 0;
+    for (int k = 0; k < s->n_cases; k++)
+        if (s->cases[k]->timeout > s->timeout) s->timeout = s->cases[k]->timeout;
+    return SB_OK;
+}
+
+int sb_suite_find_case(const sb_suite *s, const char *name) {
+    for (int i = 0; i < s->n_cases; i++)
+        if (!strcmp(s->case_names[i], name)) return i;
+    return -1;
+}
+
+int sb_check_covers(const sb_check *c, const sb_run_spec *r) {
+    if (c->case_index >= 0 && c->case_index != r->case_index) return 0;
+    return sb_where_matches(&c->where, &r->cfg);
+}
+
+/* ======================================================================
  * Public entry points
  * ==================================================================== */
 
 void sb_suite_free(sb_suite *s) {
     if (!s) return;
+    for (int i = 0; i < s->n_cases; i++) sb_suite_free(s->cases[i]);
     free(s->path);
     free(s->checks);
     free(s->text);
@@ -1051,7 +1251,8 @@ void sb_suite_free(sb_suite *s) {
 sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_error *err) {
     static const key_spec keys[] = {
         {"name", 1},  {"description", 0}, {"model", 1},   {"data", 1},   {"train", 1},
-        {"matrix", 0}, {"repeats", 0},    {"timeout", 0}, {"perturb", 0}, {"checks", 1}};
+        {"matrix", 0}, {"repeats", 0},    {"timeout", 0}, {"perturb", 0}, {"checks", 1},
+        {"rng", 0},   {"trace", 0},       {"recheck", 0}, {"cases", 0}};
     static const range timeout_range = {0, MAX_TIMEOUT, 1, 0};
     parser p = {label ? label : "suite", err};
     cJSON *root = NULL;
@@ -1119,6 +1320,12 @@ sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_err
         goto fail;
     }
 
+    if (member(root, "cases") != NULL) {
+        if (parse_cases(&p, root, s) != SB_OK) goto fail;
+        cJSON_Delete(root);
+        return s;
+    }
+
     /* ---- sections ---- */
     if (check_keys(&p, root, "", keys, N_KEYS(keys)) != SB_OK) goto fail;
     if (want_name(&p, member(root, "name"), "name", s->name) != SB_OK) goto fail;
@@ -1165,6 +1372,28 @@ sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_err
         }
         s->perturb = cJSON_IsTrue(x);
     }
+    s->base.trace = 1;
+    s->base.recheck = 0;
+    {
+        static const char *const flags[] = {"trace", "recheck"};
+        int *dst[] = {&s->base.trace, &s->base.recheck};
+        for (int f = 0; f < 2; f++) {
+            if ((x = member(root, flags[f])) == NULL) continue;
+            if (!cJSON_IsBool(x)) {
+                char got[96];
+                describe(x, got, sizeof got);
+                fail(&p, SB_ERR_FORMAT, flags[f], "expected true or false, got %s", got);
+                goto fail;
+            }
+            *dst[f] = cJSON_IsTrue(x);
+        }
+    }
+    if (s->base.recheck && !s->base.trace) {
+        fail(&p, SB_ERR_ARG, "recheck", "needs \"trace\": true (recheck results live in the trace)");
+        goto fail;
+    }
+    if ((x = member(root, "rng")) != NULL && parse_rng(&p, x, &s->base.unseeded) != SB_OK)
+        goto fail;
     if (parse_checks(&p, member(root, "checks"), s) != SB_OK) goto fail;
 
     /* ---- the base run: first value of every axis ---- */
@@ -1233,8 +1462,44 @@ fail:
     return s;
 }
 
+static int expand_one(const sb_suite *s, sb_run_spec **out);
+
 int sb_suite_expand(const sb_suite *s, sb_run_spec **out) {
     if (!out) return -1;
+    *out = NULL;
+    if (!s || s->n_cases == 0) return expand_one(s, out);
+    sb_run_spec *all = NULL;
+    int total = 0;
+    for (int c = 0; c < s->n_cases; c++) {
+        sb_run_spec *part = NULL;
+        int n = expand_one(s->cases[c], &part);
+        if (n < 0) {
+            free(all);
+            return -1;
+        }
+        sb_run_spec *grown = realloc(all, (size_t)(total + n) * sizeof *grown);
+        if (!grown) {
+            free(part);
+            free(all);
+            return -1;
+        }
+        all = grown;
+        for (int i = 0; i < n; i++) {
+            sb_run_spec *x = &all[total + i];
+            *x = part[i];
+            x->case_index = c;
+            snprintf(x->case_name, sizeof x->case_name, "%s", s->case_names[c]);
+            snprintf(x->id, sizeof x->id, "%s/%s", s->case_names[c], part[i].id);
+            snprintf(x->cell, sizeof x->cell, "%s/%s", s->case_names[c], part[i].cell);
+        }
+        total += n;
+        free(part);
+    }
+    *out = all;
+    return total;
+}
+
+static int expand_one(const sb_suite *s, sb_run_spec **out) {
     *out = NULL;
     if (!s || s->n_seeds < 1 || s->n_backends < 1 || s->n_modes < 1 || s->n_threads < 1 ||
         s->n_seeds > SB_MAX_AXIS_VALUES || s->n_backends > SB_MAX_AXIS_VALUES ||
@@ -1261,6 +1526,7 @@ int sb_suite_expand(const sb_suite *s, sb_run_spec **out) {
                         x->cfg.threads = s->threads[ti];
                         x->cfg.perturb = s->perturb;
                         x->repeat = r;
+                        x->case_index = -1;
                         snprintf(x->cell, sizeof x->cell, "seed%" PRIu64 "-%s-%s-t%d",
                                  x->cfg.seed, x->cfg.backend, sb_mode_name(x->cfg.mode),
                                  x->cfg.threads);

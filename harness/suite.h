@@ -99,15 +99,26 @@ typedef struct sb_where {
 } sb_where;
 
 typedef struct sb_check {
-    char name[64];
+    char name[128];          /* "<case>/<name>" in a suite with cases */
+    int case_index;          /* the case whose runs it covers; -1 in a suite without cases */
     sb_check_kind kind;
     sb_axis axis;            /* SB_CHECK_CROSS only */
     sb_tolerance expect;
     sb_where where;
 } sb_check;
 
+#define SB_MAX_CASES 32
+
 typedef struct sb_suite {
     char *path;              /* as given to sb_suite_load (label for errors) */
+    /* A suite may hold "cases": named variants, each the top-level document
+     * with the case's sections merged over it (objects key by key, anything
+     * else replaced), parsed and validated as a suite of its own. Run ids and
+     * cells are then "<case>/<cell>", baselines live in <suite>/<case>/…, and
+     * every check covers only its own case's runs. */
+    int n_cases;
+    char case_names[SB_MAX_CASES][64];
+    struct sb_suite *cases[SB_MAX_CASES];
     char name[64];
     char description[256];
     sb_run_config base;      /* model, data, optim, steps, batch; matrix fields = first values */
@@ -135,9 +146,11 @@ void sb_suite_free(sb_suite *s);
 
 /* One run of the expanded matrix. */
 typedef struct sb_run_spec {
-    char id[128];            /* e.g. "seed1-blas-fast-t2-r0" */
+    char id[128];            /* e.g. "seed1-blas-fast-t2-r0", or "<case>/seed1-…" */
     char cell[128];          /* the id without "-r<repeat>" */
     int repeat;
+    int case_index;          /* -1 in a suite without cases */
+    char case_name[64];
     sb_run_config cfg;       /* fully resolved */
 } sb_run_spec;
 
@@ -150,6 +163,10 @@ int sb_suite_expand(const sb_suite *s, sb_run_spec **out);
 /* The value of `axis` for a run config, printed as in ids/where ("1", "blas",
  * "fast", "2"). */
 void sb_axis_value(const sb_run_config *c, sb_axis axis, char *buf, size_t n);
+/* The case of a suite with cases by name, or -1. */
+int sb_suite_find_case(const sb_suite *s, const char *name);
+/* Whether a run is covered by a check: its case and its `where`. */
+int sb_check_covers(const sb_check *c, const sb_run_spec *r);
 /* Whether a run config is covered by `where`. */
 int sb_where_matches(const sb_where *w, const sb_run_config *c);
 

@@ -1,7 +1,10 @@
 /* summary.c — summary.json (schema samebits.summary/1, documented in
  * README.md "summary.json") and the terminal verdict table.
  *
- * Not here: evaluating anything; this file only renders results.
+ * Not here: evaluating anything; this file only renders results. The one
+ * thing it reads itself is each run's trace.sbt, for the ops its --recheck
+ * flagged ("nondeterministic_ops"); drift attribution of comparisons comes
+ * ready-made from checks.c.
  */
 #include "harness.h"
 
@@ -28,6 +31,25 @@ static cJSON *expect_json(const sb_tolerance *t) {
     if (t->has_rtol) cJSON_AddNumberToObject(o, "rtol", t->rtol);
     if (t->has_ulp) cJSON_AddNumberToObject(o, "ulp", (double)t->ulp);
     return o;
+}
+
+/* Adds "nondeterministic_ops" to a run's object when its trace has ops that
+ * --recheck flagged, or "trace_error" when the trace exists but cannot be
+ * read. A run without a trace gets neither. */
+static void add_recheck_json(cJSON *o, const sb_run_result *r) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/trace.sbt", r->dir);
+    if (!sb_path_exists(path)) return;
+    sb_error err = {0};
+    sb_attrib_op *ops = NULL;
+    int n = 0;
+    sb_trace *t = sb_trace_read(path, &err);
+    if (!t || sb_attrib_nondeterministic(t, &ops, &n, &err) != SB_OK)
+        cJSON_AddStringToObject(o, "trace_error", err.msg);
+    else if (n > 0)
+        cJSON_AddItemToObject(o, "nondeterministic_ops", sb_attrib_ops_json(ops, n));
+    free(ops);
+    sb_trace_free(t);
 }
 
 /* A finite number, or null (JSON has no NaN/Inf). */
@@ -91,6 +113,7 @@ sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_
         cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
         cJSON_AddBoolToObject(o, "resumed", r->resumed);
         cJSON_AddNumberToObject(o, "seconds", r->seconds);
+        add_recheck_json(o, r);
         cJSON_AddItemToArray(jr, o);
     }
 
@@ -129,6 +152,10 @@ sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_
                     cJSON_AddStringToObject(x, "worst_tensor", c->worst_tensor);
                 else
                     cJSON_AddNullToObject(x, "worst_tensor");
+                if (c->attrib)
+                    sb_attribution_add_json(x, c->attrib, !r->check->expect.bitwise);
+                else if (c->attribution_error[0])
+                    cJSON_AddStringToObject(x, "attribution_error", c->attribution_error);
             }
             cJSON_AddItemToArray(cmps, x);
         }
@@ -155,6 +182,27 @@ static void ulp_str(uint64_t u, char *buf, size_t n) {
         snprintf(buf, n, "%llu", (unsigned long long)u);
 }
 
+/* Where a failing comparison's drift comes from, in a few words. */
+static void source_str(const sb_comparison *c, char *buf, size_t n) {
+    const sb_attribution *x = c->attrib;
+    if (!x) {
+        snprintf(buf, n, "no attribution (%s)", c->attribution_error);
+    } else if (x->n_sources > 0) {
+        const sb_attrib_op *o = &x->sources[0];
+        char more[32] = "";
+        if (x->n_sources > 1) snprintf(more, sizeof more, " +%d more", x->n_sources - 1);
+        snprintf(buf, n, "source: %s (%s) at step %u%s", o->op, sb_stage_name(o->stage),
+                 o->first_step, more);
+    } else if (x->has_divergence) {
+        snprintf(buf, n, "first divergence: %s (%s) at step %u (%s)", x->first.op,
+                 sb_stage_name(x->first.stage), x->first.step, sb_drift_kind_name(x->first_kind));
+    } else if (x->structure_differs) {
+        snprintf(buf, n, "traces differ in structure at %s", x->structure_msg);
+    } else {
+        snprintf(buf, n, "traces agree (not in any traced op)");
+    }
+}
+
 void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int n_runs,
                       const sb_check_result *checks, int n_checks, const char *results_dir,
                       double seconds, int exit_code) {
@@ -169,26 +217,32 @@ void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int
             fprintf(f, "  %srun %s %s%s: %s\n", red, runs[i].spec->id,
                     sb_run_status_name(runs[i].status), off, runs[i].message);
     fprintf(f, "\n%-24s %-10s %-26s %-8s %-6s %s\n", "CHECK", "KIND", "EXPECT", "AGREE", "STATUS",
-            "WORST");
+            "SOURCE; WORST");
     int failed = 0;
     for (int c = 0; c < n_checks; c++) {
         const sb_check_result *r = &checks[c];
-        char expect[96], agree[32], worst[512] = "";
+        char expect[96], agree[32], worst[1024] = "";
         sb_tolerance_str(&r->check->expect, expect, sizeof expect);
         int good = 0;
-        const sb_comparison *w = NULL;
+        const sb_comparison *w = NULL, *attributed = NULL;
         for (int k = 0; k < r->n; k++) {
             if (r->cmp[k].ok && r->cmp[k].pass) good++;
             else if (r->cmp[k].ok && (!w || r->cmp[k].max_ulp > w->max_ulp)) w = &r->cmp[k];
+            if (r->cmp[k].ok && !r->cmp[k].pass && r->cmp[k].attrib && !attributed)
+                attributed = &r->cmp[k];
         }
+        /* the worst comparison's attribution, else the first failing one's */
+        if (w && w->attrib) attributed = w;
         snprintf(agree, sizeof agree, "%d/%d", good, r->n);
         if (r->status == SB_CHECK_ERROR) {
             snprintf(worst, sizeof worst, "%s", r->message);
         } else if (w) {
-            char u[24];
+            char u[24], src[400];
             ulp_str(w->max_ulp, u, sizeof u);
-            snprintf(worst, sizeof worst, "%s vs %s: %s max_ulp %s max_abs %.3g (%llu/%llu differ)",
-                     w->a, w->b, w->worst_tensor, u, w->max_abs, (unsigned long long)w->mismatched,
+            source_str(attributed ? attributed : w, src, sizeof src);
+            snprintf(worst, sizeof worst,
+                     "%s; %s vs %s: %s max_ulp %s max_abs %.3g (%llu/%llu differ)", src, w->a,
+                     w->b, w->worst_tensor, u, w->max_abs, (unsigned long long)w->mismatched,
                      (unsigned long long)w->total);
         }
         const char *col = r->status == SB_CHECK_PASS ? green : r->status == SB_CHECK_FAIL ? red : yellow;

@@ -8,15 +8,27 @@
  *                 threads. Same call in both modes: the K-order inside is
  *                 OpenBLAS's (kernel- and core-dependent), so it differs from
  *                 ref within rounding; repeat calls with the same thread count
- *                 and core are expected to agree (the tests check it).
+ *                 and core are expected to agree (the tests check it). It is
+ *                 NOT independent of the thread count in general: OpenBLAS
+ *                 0.3.21 runs a call on one thread through its serial level-3
+ *                 driver and on two or more through its threaded driver, and
+ *                 the two cut a reduction longer than GEMM_Q (448 on
+ *                 SkylakeX) into K-blocks differently (the serial one rounds
+ *                 the halved remainder up to a multiple of GEMM_UNROLL_M, the
+ *                 threaded one does not), and OpenBLAS threads a call only
+ *                 when M*N*K > 2^18. Observed here: the MLP's first-layer
+ *                 forward, [64,784]·[784,256], gives different bits on 1 and
+ *                 2 threads (13180 of 16384 outputs); K <= 448 never did, nor
+ *                 did 2 vs 3, 4 or 5 threads.
  *   bias_add, act_forward, act_backward, xent_backward, sgd_update,
- *   adam_update   elementwise, no reduction: a static partition of the
+ *   adam_update, dropout_forward, dropout_backward
+ *                 elementwise, no reduction: a static partition of the
  *                 elements (or rows) into one contiguous range per worker.
  *                 Except xent_backward (one line, below) they call the "ref"
  *                 backend's own scalar loops on their range (ref.c is
  *                 reentrant), so they equal ref bit for bit in every mode and
  *                 for every thread count.
- *   bias_grad, the loss of xent_forward
+ *   bias_grad, the loss of xent_forward, weight_grad
  *                 reductions over the batch; their order depends on the mode:
  *
  *   deterministic: the batch is cut into fixed chunks of DET_CHUNK_ROWS rows
@@ -32,21 +44,52 @@
  *     Neither order depends on the thread count, so these two ops give the
  *     same bits for any thread count (more than the mode promises; the
  *     softmax rows themselves are ref's, bit for bit).
+ *     weight_grad: one cblas_sgemm (row-major, dout transposed, beta 0) over
+ *       the whole batch on OpenBLAS's `threads` threads — the order inside is
+ *       OpenBLAS's, fixed for a fixed build, core and thread count, exactly
+ *       as for gemm above (so it may depend on the thread count once B
+ *       exceeds GEMM_Q; an MLP's batch of 64 does not). It is on the
+ *       training hot path, so it is nothing more than that call.
  *
  *   fast: the batch is cut into chunks of FAST_CHUNK_ROWS rows handed out by
  *     an atomic counter (a dynamic work queue). A worker sums its chunk's rows
  *     in increasing order from 0.0f, then atomically adds that partial (a CAS
  *     loop on the float) straight into dbias[j] (bias_grad) or into the loss
- *     accumulator (xent_forward, divided by B at the end). The order of those
- *     atomic adds is the order in which chunks finish — UNORDERED, decided by
- *     the OS scheduler, as with GPU atomics. These are the only unordered
+ *     accumulator (xent_forward, divided by B at the end).
+ *     weight_grad zeroes dW, then takes chunks of WG_CHUNK_ROWS rows from the
+ *     same kind of queue; a worker computes its chunk's partial dW with one
+ *     cblas_sgemm (K = the chunk's rows) into its own scratch buffer and adds
+ *     it into dW tile by tile, each tile of WG_TILE floats under its own spin
+ *     lock (element-by-element atomic adds when the locks cannot be had).
+ *     The order of those atomic adds is the order in which chunks finish —
+ *     UNORDERED, decided by the OS scheduler, as with GPU atomics. The bias
+ *     gradient, the weight gradient and the loss are the only unordered
  *     reductions in this backend.
  *     With perturb on (fast mode only), the k-th chunk taken from the queue is
  *     chunk (a*k + b) mod nchunks, with a (coprime to nchunks) and b drawn per
  *     call from the backend's xorshift generator, which is seeded from
  *     getrandom() when the backend is created. Because the atomic adds follow
  *     the order chunks are taken, the float sum order changes from call to
- *     call even on one thread (given at least two chunks, i.e. B > 4).
+ *     call even on one thread (given at least two chunks, i.e. B > 4; B > 8
+ *     for weight_grad).
+ *
+ * OpenBLAS from our own workers (fast weight_grad). OpenBLAS's thread count
+ * is process-wide, and its threaded level-3 driver is not meant to be
+ * entered by several application threads at once: 0.3.21 serialises such
+ * callers on one mutex (gemm_driver's level3_lock) while its own helper
+ * threads compete with ours for the cores. Its USAGE notes say a
+ * multithreaded application must set OpenBLAS to one thread. So the fast
+ * path sets openblas_set_num_threads(1) on the calling thread before the
+ * pool runs and restores the previous count after the pool has joined (both
+ * outside any worker). With one thread, 0.3.21's cblas_sgemm runs its serial
+ * driver on the calling thread with a buffer from blas_memory_alloc, whose
+ * buffer table is guarded by a lock in SMP (pthread) builds — the kind
+ * Debian ships and sb_blas_info reports as parallel=pthread — so concurrent
+ * calls from our workers are independent. That table holds 2 * MAX_THREADS
+ * buffers (128 in Debian's build), so at most WG_MAX_WORKERS workers call
+ * SGEMM at once; the rest of a larger pool sits that op out. Nothing else
+ * may call OpenBLAS while the fast path runs (one backend serves one caller
+ * thread at a time, below).
  *
  * What it deliberately is not: a tuned CPU backend. Scheduling is simple,
  * small ops run on the calling thread only (the result does not depend on
@@ -59,12 +102,15 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DET_CHUNK_ROWS 64  /* deterministic: rows per chunk of a batch reduction */
 #define FAST_CHUNK_ROWS 4  /* fast: rows per work-queue item */
+#define WG_CHUNK_ROWS 8    /* fast weight_grad: batch rows per work-queue item */
+#define WG_MAX_WORKERS 32  /* fast weight_grad: most workers calling SGEMM at once */
 #define COL_TILE 64        /* columns summed together, for memory locality only */
 #define SERIAL_BELOW 16384 /* elementwise ops on fewer elements run on the caller */
 
@@ -74,6 +120,13 @@ typedef struct blas_ctx {
     uint64_t rng;       /* xorshift64 state, only used when perturb is on */
     float *partials;    /* deterministic loss: one partial per chunk */
     size_t partials_cap;
+    /* fast weight_grad: worker w's partial dW, [N*K] floats. Slot w is only
+     * ever read, grown or written by worker w during a pool run, so the
+     * workers need no lock; freed with the backend. */
+    float **wg_scratch; /* [pool size] */
+    size_t *wg_cap;     /* [pool size] floats allocated in wg_scratch[w] */
+    unsigned char *wg_locks; /* fast weight_grad: one spin lock per tile of dW */
+    size_t wg_locks_cap;
 } blas_ctx;
 
 static blas_ctx *ctx_of(sb_backend *be) { return (blas_ctx *)be->ctx; }
@@ -150,7 +203,7 @@ static void queue_init(blas_ctx *cx, work_queue *q, size_t nchunks, int perturb)
 static size_t queue_take(work_queue *q) {
     size_t k = atomic_fetch_add_explicit(&q->next, 1, memory_order_relaxed);
     if (k >= q->n) return (size_t)-1;
-    /* n <= B/4 < 2^29 (B is an int), so mul*k + add < 2^59: no overflow */
+    /* mul, k, add < n <= B < 2^31 (B is an int), so mul*k + add < 2^63 */
     return (q->mul * k + q->add) % q->n;
 }
 
@@ -291,6 +344,36 @@ static void blas_adam_update(sb_backend *be, float *w, float *m, float *v, const
     ew_job j = {.ref = cx->ref, .out = w, .out2 = m, .out3 = v, .in = g, .n = n,
                 .f = {lr, beta1, beta2, eps, weight_decay}, .t = t};
     run(cx, adam_worker, &j, n);
+}
+
+static void dropout_forward_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->dropout_forward(j->ref, j->out + lo, j->in + lo, j->in2 + lo, hi - lo, j->f[0]);
+}
+
+static void blas_dropout_forward(sb_backend *be, float *out, const float *inp, const float *mask,
+                                 size_t n, float scale) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .out = out, .in = inp, .in2 = mask, .n = n, .f = {scale}};
+    run(cx, dropout_forward_worker, &j, n);
+}
+
+static void dropout_backward_worker(void *arg, int w, int nw) {
+    ew_job *j = arg;
+    size_t lo, hi;
+    split_range(j->n, w, nw, &lo, &hi);
+    if (hi > lo)
+        j->ref->i->dropout_backward(j->ref, j->out + lo, j->in + lo, j->in2 + lo, hi - lo, j->f[0]);
+}
+
+static void blas_dropout_backward(sb_backend *be, float *dinp, const float *dout,
+                                  const float *mask, size_t n, float scale) {
+    blas_ctx *cx = ctx_of(be);
+    ew_job j = {.ref = cx->ref, .out = dinp, .in = dout, .in2 = mask, .n = n, .f = {scale}};
+    run(cx, dropout_backward_worker, &j, n);
 }
 
 /* ====================================================================== */
@@ -457,6 +540,130 @@ static void blas_xent_forward(sb_backend *be, float *probs, float *loss, const f
 }
 
 /* ====================================================================== */
+/* weight_grad: dW[N,K] = dout[B,N]^T · inp[B,K], a reduction over B      */
+/* ====================================================================== */
+
+#define WG_TILE 2048 /* fast weight_grad: floats of dW under one lock */
+
+typedef struct wgrad_job {
+    blas_ctx *cx;
+    float *dW;
+    const float *dout, *inp;
+    size_t B, N, K;
+    work_queue q;
+    unsigned char *locks; /* [ceil(N*K / WG_TILE)], NULL: atomic adds per element */
+} wgrad_job;
+
+/* Worker w's scratch, grown to n floats; NULL when memory is short. Only
+ * worker w touches slot w (see blas_ctx), so this needs no lock. */
+static float *worker_scratch(blas_ctx *cx, int w, size_t n) {
+    if (cx->wg_cap[w] < n) {
+        free(cx->wg_scratch[w]);
+        cx->wg_scratch[w] = n <= SIZE_MAX / sizeof(float) ? malloc(n * sizeof(float)) : NULL;
+        cx->wg_cap[w] = cx->wg_scratch[w] ? n : 0;
+    }
+    return cx->wg_scratch[w];
+}
+
+/* Fast: take chunks of WG_CHUNK_ROWS batch rows until the queue is empty.
+ * Per chunk, part[N,K] = dout[rows,N]^T · inp[rows,K] by one SGEMM (OpenBLAS
+ * is on one thread for the whole run, see the header), then every element is
+ * atomically added into dW — per element, the chunks' adds land in
+ * completion order, the unordered reduction. Without scratch memory the
+ * chunk's partial is computed element by element instead (rows in increasing
+ * order from 0.0f), each added atomically as soon as it is done: the same
+ * kind of unordered sum, slower. */
+static void wgrad_fast_worker(void *arg, int w, int nw) {
+    (void)nw;
+    wgrad_job *j = arg;
+    if (w >= WG_MAX_WORKERS) return; /* OpenBLAS's buffer table is finite */
+    const size_t N = j->N, K = j->K, nk = N * K;
+    float *part = worker_scratch(j->cx, w, nk);
+    size_t chunk;
+    while ((chunk = queue_take(&j->q)) != (size_t)-1) {
+        size_t r0 = chunk * WG_CHUNK_ROWS;
+        size_t rows = j->B - r0 < WG_CHUNK_ROWS ? j->B - r0 : WG_CHUNK_ROWS;
+        const float *g = j->dout + r0 * N, *x = j->inp + r0 * K;
+        if (part) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)rows, 1.0f,
+                        g, (int)N, x, (int)K, 0.0f, part, (int)K);
+            /* start where worker w's share of dW begins and wrap around, so
+             * that workers sweeping at the same time are not all fighting
+             * for the same cache lines (every element still gets every
+             * chunk's partial exactly once) */
+            size_t start = nk / (size_t)nw * (size_t)w;
+            if (j->locks) {
+                /* tile by tile under the tile's spin lock: per element the
+                 * chunks' partials land in the order workers get the lock —
+                 * the completion order, as with per-element atomics, at a
+                 * fraction of their cost */
+                size_t tiles = (nk + WG_TILE - 1) / WG_TILE, t0 = start / WG_TILE;
+                for (size_t tt = 0; tt < tiles; tt++) {
+                    size_t tile = (t0 + tt) % tiles;
+                    size_t lo = tile * WG_TILE, hi = lo + WG_TILE < nk ? lo + WG_TILE : nk;
+                    while (__atomic_test_and_set(&j->locks[tile], __ATOMIC_ACQUIRE)) {
+                    }
+                    float *d = j->dW;
+                    for (size_t i = lo; i < hi; i++) d[i] = d[i] + part[i];
+                    __atomic_clear(&j->locks[tile], __ATOMIC_RELEASE);
+                }
+            } else {
+                for (size_t i = start; i < nk; i++) atomic_add_float(&j->dW[i], part[i]);
+                for (size_t i = 0; i < start; i++) atomic_add_float(&j->dW[i], part[i]);
+            }
+        } else {
+            for (size_t n = 0; n < N; n++) {
+                for (size_t k = 0; k < K; k++) {
+                    float s = 0.0f;
+                    for (size_t r = 0; r < rows; r++) s += g[r * N + n] * x[r * K + k];
+                    atomic_add_float(&j->dW[n * K + k], s);
+                }
+            }
+        }
+    }
+}
+
+static void blas_weight_grad(sb_backend *be, float *dW, const float *dout, const float *inp, int B,
+                             int N, int K) {
+    blas_ctx *cx = ctx_of(be);
+    SB_ASSERT(B >= 0 && N >= 0 && K >= 0);
+    if (N == 0 || K == 0) return;
+    if (B == 0) { /* an empty sum: +0.0f everywhere, as ref */
+        cx->ref->i->zero(cx->ref, dW, (size_t)N * (size_t)K);
+        return;
+    }
+    if (be->mode == SB_MODE_DETERMINISTIC) {
+        /* Order: OpenBLAS's, for this build, core and thread count (header) */
+        blas_gemm(be, 1, 0, N, K, B, 1.0f, dout, N, inp, K, 0.0f, dW, K);
+        return;
+    }
+    wgrad_job j = {.cx = cx, .dW = dW, .dout = dout, .inp = inp,
+                   .B = (size_t)B, .N = (size_t)N, .K = (size_t)K};
+    cx->ref->i->zero(cx->ref, dW, (size_t)N * (size_t)K);
+    size_t tiles = ((size_t)N * (size_t)K + WG_TILE - 1) / WG_TILE;
+    if (tiles > cx->wg_locks_cap) {
+        unsigned char *l = realloc(cx->wg_locks, tiles);
+        if (l) {
+            cx->wg_locks = l;
+            cx->wg_locks_cap = tiles;
+        }
+    }
+    if (tiles <= cx->wg_locks_cap) {
+        memset(cx->wg_locks, 0, tiles);
+        j.locks = cx->wg_locks;
+    }
+    queue_init(cx, &j.q, ((size_t)B + WG_CHUNK_ROWS - 1) / WG_CHUNK_ROWS, be->perturb);
+    /* OpenBLAS on one thread while our workers call it; restored once they
+     * have all returned (sb_pool_run is a barrier). */
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    /* always on the pool: with two or more threads the add order is real
+     * scheduling nondeterminism, whatever the size */
+    sb_pool_run(cx->pool, wgrad_fast_worker, &j);
+    if (saved != 1) openblas_set_num_threads(saved);
+}
+
+/* ====================================================================== */
 /* memory (host memory, as ref's) and lifetime                            */
 /* ====================================================================== */
 
@@ -491,6 +698,11 @@ static void blas_destroy(sb_backend *be) {
     sb_pool_free(cx->pool);
     sb_backend_free(cx->ref);
     free(cx->partials);
+    free(cx->wg_locks);
+    if (cx->wg_scratch)
+        for (int w = 0; w < be->threads; w++) free(cx->wg_scratch[w]);
+    free(cx->wg_scratch);
+    free(cx->wg_cap);
     free(cx);
     be->ctx = NULL;
 }
@@ -510,6 +722,9 @@ static const sb_backend_i blas_vtable = {
     .xent_backward = blas_xent_backward,
     .sgd_update = blas_sgd_update,
     .adam_update = blas_adam_update,
+    .weight_grad = blas_weight_grad,
+    .dropout_forward = blas_dropout_forward,
+    .dropout_backward = blas_dropout_backward,
     .destroy = blas_destroy,
 };
 
@@ -540,6 +755,12 @@ sb_status sb_blas_init(sb_backend *be, sb_error *err) {
     if (!cx->ref) goto fail;
     cx->pool = sb_pool_new(be->threads, err);
     if (!cx->pool) goto fail;
+    cx->wg_scratch = calloc((size_t)be->threads, sizeof *cx->wg_scratch);
+    cx->wg_cap = calloc((size_t)be->threads, sizeof *cx->wg_cap);
+    if (!cx->wg_scratch || !cx->wg_cap) {
+        sb_error_set(err, SB_ERR_NOMEM, "backend 'blas': out of memory");
+        goto fail;
+    }
     if (be->perturb) cx->rng = entropy_seed();
     openblas_set_num_threads(be->threads);
     be->i = &blas_vtable;
@@ -547,7 +768,10 @@ sb_status sb_blas_init(sb_backend *be, sb_error *err) {
     return SB_OK;
 
 fail:
+    sb_pool_free(cx->pool);
     sb_backend_free(cx->ref);
+    free(cx->wg_scratch);
+    free(cx->wg_cap);
     free(cx);
     return err ? err->status : SB_ERR_RUN;
 }

@@ -10,10 +10,11 @@
  * Determinism modes (DESIGN.md §3):
  *   SB_MODE_DETERMINISTIC — same inputs, same thread count, same machine → same
  *            bits: every reduction has a fixed partition and combination order.
- *   SB_MODE_FAST — no promise. On "blas", reductions over the batch (bias
- *            gradient, the loss) are split into chunks taken from a dynamic work
- *            queue; each chunk's partial is atomically added to the result in
- *            completion order, as GPU atomics do. On "ref" (one thread) fast is
+ *   SB_MODE_FAST — no promise. On "blas", every reduction over the batch
+ *            (bias gradient, weight gradient, the loss) is split into chunks
+ *            taken from a dynamic work queue; each chunk's partial is
+ *            atomically added to the result in completion order, as GPU
+ *            atomics do. On "ref" (one thread) fast is
  *            the same as deterministic: the oracle has one order only.
  *   perturb — a test aid (off by default): in fast mode, chunk partials are
  *            added in an order permuted from a per-run OS entropy source, so a
@@ -98,6 +99,24 @@ typedef struct sb_backend_i {
     void (*adam_update)(sb_backend *be, float *w, float *m, float *v, const float *g,
                         size_t n, float lr, float beta1, float beta2, float eps,
                         float weight_decay, int t);
+
+    /* dW[N,K] = sum over b of dout[b,N]ᵀ · inp[b,K] — the weight gradient of a
+     * linear layer, a reduction over the batch (overwrites dW).
+     * ref: per element, b = 0, 1, …, B-1 in increasing order from 0.0f.
+     * blas deterministic: one OpenBLAS SGEMM (fixed order for a fixed build and
+     * thread count). blas fast: the batch is cut into small row chunks taken
+     * from the work queue; each chunk's partial product (an SGEMM into worker
+     * scratch) is atomically added into dW in completion order. */
+    void (*weight_grad)(sb_backend *be, float *dW, const float *dout, const float *inp, int B,
+                        int N, int K);
+    /* Inverted dropout with a given keep-mask (mask[i] is 0.0f or 1.0f, drawn
+     * by the engine from a named RNG stream): out[i] = mask[i] != 0 ? inp[i] *
+     * scale : 0, with scale = 1/(1-p). Backward: dinp[i] += mask[i] != 0 ?
+     * dout[i] * scale : 0. */
+    void (*dropout_forward)(sb_backend *be, float *out, const float *inp, const float *mask,
+                            size_t n, float scale);
+    void (*dropout_backward)(sb_backend *be, float *dinp, const float *dout, const float *mask,
+                             size_t n, float scale);
 
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */

@@ -362,6 +362,72 @@ static void ref_adam_update(sb_backend *be, float *restrict w, float *restrict m
 }
 
 /* ====================================================================== */
+/* weight gradient (a reduction over the batch)                           */
+/* ====================================================================== */
+
+/* dW[n,k] = sum over b of dout[b,n] * inp[b,k], overwriting dW.
+ * dout is [B,N], inp is [B,K], dW is [N,K], all row-major and contiguous.
+ * Reduction order: for each (n,k) independently, one float accumulator
+ * starting at 0.0f (+0.0f), rows b = 0, 1, ..., B-1 in increasing order, each
+ * step acc = acc + dout[b,n]*inp[b,k]: the product rounded, then the sum
+ * rounded (-ffp-contract=off: no FMA). B == 0 gives +0.0f everywhere.
+ * The accumulators live in dW itself and the loops run b outermost, so the
+ * inner loop walks a row of inp and a row of dW contiguously; that changes
+ * the order in which memory is touched, never the order of any element's
+ * additions. No zero-skipping: 0 * Inf must still give NaN. */
+static void ref_weight_grad(sb_backend *be, float *restrict dW, const float *restrict dout,
+                            const float *restrict inp, int B, int N, int K) {
+    (void)be;
+    SB_ASSERT(B >= 0 && N >= 0 && K >= 0);
+    size_t nk = (size_t)N * (size_t)K;
+    for (size_t i = 0; i < nk; i++) dW[i] = 0.0f;
+    for (int b = 0; b < B; b++) {
+        const float *g = dout + (size_t)b * (size_t)N;
+        const float *x = inp + (size_t)b * (size_t)K;
+        for (int n = 0; n < N; n++) {
+            const float gn = g[n];
+            float *row = dW + (size_t)n * (size_t)K;
+            for (int k = 0; k < K; k++) row[k] = row[k] + gn * x[k];
+        }
+    }
+}
+
+/* ====================================================================== */
+/* dropout (elementwise, no reductions)                                   */
+/* ====================================================================== */
+
+/* Inverted dropout with a keep-mask drawn by the engine (mask[i] is 0.0f or
+ * 1.0f; any value comparing equal to 0, -0.0f included, drops):
+ *   out[i] = mask[i] != 0 ? inp[i]*scale : +0.0f
+ * The value is selected, not multiplied by the mask, exactly as kernels.h
+ * specifies: a dropped element is +0.0f even when its input is Inf or NaN
+ * (PyTorch multiplies by mask/(1-p) and would give NaN there). A kept element
+ * is one rounding, inp*scale. The product is computed for every element so
+ * the select vectorizes; the clones give the scalar loop's bits. */
+SB_CLONES
+static void ref_dropout_forward(sb_backend *be, float *restrict out, const float *restrict inp,
+                                const float *restrict mask, size_t n, float scale) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) {
+        float kept = inp[i] * scale;
+        out[i] = mask[i] != 0.0f ? kept : 0.0f;
+    }
+}
+
+/* dinp[i] += mask[i] != 0 ? dout[i]*scale : +0.0f — elementwise, no
+ * reduction; the selected term is added with one float addition (so a
+ * dropped element adds +0.0f, as ReLU's backward does). */
+SB_CLONES
+static void ref_dropout_backward(sb_backend *be, float *restrict dinp, const float *restrict dout,
+                                 const float *restrict mask, size_t n, float scale) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) {
+        float kept = dout[i] * scale;
+        dinp[i] = dinp[i] + (mask[i] != 0.0f ? kept : 0.0f);
+    }
+}
+
+/* ====================================================================== */
 /* lifetime                                                               */
 /* ====================================================================== */
 
@@ -382,6 +448,9 @@ static const sb_backend_i ref_vtable = {
     .xent_backward = ref_xent_backward,
     .sgd_update = ref_sgd_update,
     .adam_update = ref_adam_update,
+    .weight_grad = ref_weight_grad,
+    .dropout_forward = ref_dropout_forward,
+    .dropout_backward = ref_dropout_backward,
     .destroy = ref_destroy,
 };
 

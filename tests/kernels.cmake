@@ -25,6 +25,23 @@ sb_add_test_exe(test_kernels
     mode_and_act_names_should_round_trip
     blas_info_should_describe_openblas)
 
+# The weight-gradient and dropout ops: ref against finite differences, blas
+# against ref (both modes, 1 and 2 threads), blas determinism and fast-mode
+# perturbation of weight_grad.
+sb_add_test_exe(test_kernels_more
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_more.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_weight_grad
+    gradcheck_should_match_finite_differences_for_dropout
+    dropout_should_scale_kept_zero_dropped_and_add_into_gradients_bitwise
+    blas_weight_grad_should_match_ref_within_summation_bound
+    blas_dropout_should_equal_ref_bitwise
+    blas_deterministic_weight_grad_should_repeat_bitwise
+    blas_deterministic_weight_grad_should_not_depend_on_threads_for_batches_up_to_256
+    blas_fast_perturbed_weight_grad_should_vary_between_calls
+    blas_fast_weight_grad_should_restore_the_openblas_thread_count)
+
 # The vector clones of ref's elementwise loops against a scalar-only copy.
 sb_add_test_exe(test_clones
   SOURCES ${CMAKE_SOURCE_DIR}/tests/test_clones.c

@@ -86,6 +86,24 @@ static int vector_clones_should_equal_the_scalar_loops_bitwise(void) {
             same_bits(c1, c2, N, "adam v"))
             return 1;
     }
+    /* dropout: a keep-mask of 0.0f / 1.0f with some -0.0f (drops too), and
+     * Inf / NaN inputs at dropped places, where the select must give +0.0f in
+     * every clone; scale 1/(1-0.3) rounds the product */
+    static float mask[N];
+    for (size_t i = 0; i < N; i++) mask[i] = (i * 7u) % 10 < 3 ? 0.0f : 1.0f;
+    for (size_t i = 5; i < N; i += 97) mask[i] = -0.0f;
+    fill(a1, N, 8);
+    for (size_t i = 0; i < N; i += 13)
+        if (mask[i] == 0.0f) a1[i] = i % 2 ? INFINITY : NAN;
+    const float scale = 1.0f / (1.0f - 0.3f);
+    be->i->dropout_forward(be, b1, a1, mask, N, scale);
+    ref_dropout_forward(NULL, b2, a1, mask, N, scale);
+    if (same_bits(b1, b2, N, "dropout_forward")) return 1;
+    fill(c1, N, 9);
+    fill(c2, N, 9);
+    be->i->dropout_backward(be, c1, a1, mask, N, scale);
+    ref_dropout_backward(NULL, c2, a1, mask, N, scale);
+    if (same_bits(c1, c2, N, "dropout_backward")) return 1;
     sb_backend_free(be);
     return 0;
 }

@@ -1,0 +1,155 @@
+/* trace.h — trace records: what every pipeline stage and op of a run did,
+ * compactly enough to keep for every op of every step (DESIGN.md §4, §7).
+ *
+ * A record says: at step S, in stage G, op O (a stable layer path such as
+ * "fc1/matmul.fwd") read inputs whose combined XXH3-128 hash is IN and wrote
+ * outputs whose combined hash is OUT, with cheap stats of the outputs (L2 norm,
+ * max |x|, element count). Two runs that should match are compared record by
+ * record in execution order (harness/attrib.c): an op whose IN hashes agree
+ * but whose OUT hashes differ is a source of drift; one whose IN already
+ * differ propagates it.
+ *
+ * RNG streams are not inputs: an op that draws random numbers (shuffle,
+ * augmentation, dropout) and whose outputs differ although its data inputs
+ * agree is a source — which is exactly how an unseeded stream shows up.
+ *
+ * Snapshots: at snapshot steps (1, 2, 4, 8, … and the last step) the output
+ * values of every op are stored too, so comparisons under a tolerance can
+ * report real per-op max abs / rel / ULP errors and how the difference grows.
+ *
+ * File format "trace.sbt" (version 1), little-endian:
+ *   offset 0   char[8]  magic "SBTRACE\0"
+ *          8   u32      version (1)
+ *         12   u32      record size in bytes (sizeof(sb_trace_record) = 64)
+ *         16   u64      number of records
+ *         24   u64      offset of the footer
+ *         32   records, back to back, in execution order
+ *              value blobs (raw float32 outputs at snapshot steps), each
+ *              referenced by a record's `values` offset
+ *   footer     u32 length, then that many bytes of JSON:
+ *              {"schema": "samebits.trace/1", "run": {...caller's JSON...},
+ *               "ops": [{"name": "fc1/matmul.fwd", "stage": "forward"}, …]}
+ *              ("run" is absent when the writer was given none); the footer
+ *              ends the file.
+ * Blobs lie between the end of the records and the footer, at offsets that
+ * are multiples of 4; the writer stores them in emission order. An op's index
+ * in "ops" is its id; names are unique, 1..127 bytes of UTF-8 without control
+ * characters.
+ * The file is written to PATH.tmp.<pid> and renamed into place on close, so a
+ * trace that exists is complete.
+ *
+ * Not here: comparing traces (harness/attrib.c), deciding what to trace
+ * (engine/train.c).
+ */
+#ifndef SB_TRACE_H
+#define SB_TRACE_H
+
+#include "../kernels/sb_base.h"
+
+typedef enum sb_stage {
+    SB_STAGE_DATA_SOURCE = 0, /* "data.source" */
+    SB_STAGE_DATA_SHUFFLE,    /* "data.shuffle" */
+    SB_STAGE_DATA_AUGMENT,    /* "data.augment" */
+    SB_STAGE_DATA_BATCH,      /* "data.batch" */
+    SB_STAGE_INIT,            /* "init" */
+    SB_STAGE_FORWARD,         /* "forward" */
+    SB_STAGE_LOSS,            /* "loss" */
+    SB_STAGE_BACKWARD,        /* "backward" */
+    SB_STAGE_ALLREDUCE,       /* "allreduce" */
+    SB_STAGE_OPTIMIZER,       /* "optimizer" */
+    SB_STAGE_COUNT
+} sb_stage;
+
+const char *sb_stage_name(sb_stage s);
+int sb_stage_parse(const char *name, sb_stage *out); /* 0 ok, -1 unknown */
+
+typedef struct sb_hash128 {
+    uint64_t lo, hi;
+} sb_hash128;
+
+/* XXH3-128 of bytes. */
+sb_hash128 sb_hash_bytes(const void *data, size_t n);
+/* Combines hashes in order (for ops with several inputs or outputs):
+ * XXH3-128 of the concatenated hashes, each as 16 bytes: lo then hi, each
+ * u64 little-endian (the in-memory layout of sb_hash128). n == 1 gives h[0]
+ * itself and n == 0 gives {0,0}, so an op's IN/OUT hash is the same whether
+ * or not its caller short-cuts a single tensor. */
+sb_hash128 sb_hash_combine(const sb_hash128 *h, int n);
+int sb_hash_equal(sb_hash128 a, sb_hash128 b);
+void sb_hash_hex(sb_hash128 h, char out[33]); /* 32 lowercase hex digits, hi then lo */
+
+#define SB_TRACE_RECHECK_DIFFERS 1u /* --recheck: a second execution on the same inputs gave other outputs */
+
+typedef struct sb_trace_record {
+    uint32_t step;      /* 1-based optimizer step; 0 for data.source and init */
+    uint16_t stage;     /* sb_stage */
+    uint16_t flags;     /* SB_TRACE_* bits */
+    uint32_t op;        /* index into the op table */
+    uint32_t n_out;     /* float elements in the outputs (all outputs together) */
+    sb_hash128 in;      /* combined hash of the inputs ({0,0} when none) */
+    sb_hash128 out;     /* combined hash of the outputs */
+    float out_l2;       /* sqrt of the sum of squares of the outputs (double accumulated) */
+    float out_maxabs;   /* max |x| over the outputs (NaN if any is NaN) */
+    uint64_t values;    /* file offset of n_out raw float32 output values, 0 = none */
+} sb_trace_record;     /* 64 bytes, no padding */
+
+/* Stats of a float buffer, as records carry them. */
+void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs);
+
+/* ---- writing ---- */
+typedef struct sb_trace_writer sb_trace_writer;
+
+/* Opens PATH.tmp.<pid> for writing. Fails with SB_ERR_EXISTS when path exists
+ * (traces are never overwritten). */
+sb_trace_writer *sb_trace_writer_new(const char *path, sb_error *err);
+/* Registers an op name with its stage; returns its id (the same id for the
+ * same name). Names are 1..127 bytes of UTF-8 without control characters.
+ * A bad name, a known name with another stage, or running out of memory is
+ * remembered (close reports it) and UINT32_MAX is returned. */
+uint32_t sb_trace_op(sb_trace_writer *w, const char *name, sb_stage stage);
+/* Appends a record. When `values` is non-NULL the n_out floats are copied
+ * (the caller may reuse its buffer at once) and rec->values is set to a
+ * non-zero placeholder: the blob's file offset is only known at close, which
+ * writes it into the file. Otherwise (or when n_out is 0) rec->values is set
+ * to 0. rec->op must be a registered id, rec->stage that op's stage, and
+ * rec->flags only SB_TRACE_* bits. Errors (those, I/O, the 4 GiB limit the
+ * reader has) are remembered and reported by close; later calls do nothing. */
+void sb_trace_emit(sb_trace_writer *w, sb_trace_record *rec, const float *values);
+/* Writes the footer (run_json is a JSON object, may be NULL; it is stored
+ * verbatim), fsyncs and renames into place. Frees w whatever happens, and on
+ * failure leaves no file: SB_ERR_ARG for a remembered misuse or a run_json
+ * that is not one JSON object, SB_ERR_EXISTS when path appeared meanwhile,
+ * SB_ERR_IO, SB_ERR_NOMEM. */
+sb_status sb_trace_writer_close(sb_trace_writer *w, const char *run_json, sb_error *err);
+/* Abandons the file (removes the tmp file) and frees w. NULL is a no-op. */
+void sb_trace_writer_abort(sb_trace_writer *w);
+
+/* ---- reading ---- */
+typedef struct sb_trace {
+    char *path;
+    int n_ops;
+    char **op_names;     /* [n_ops] */
+    uint8_t *op_stages;  /* [n_ops] sb_stage */
+    size_t n;            /* records */
+    sb_trace_record *rec; /* [n], points into buf (not freed on its own) */
+    char *run_json;      /* the footer's "run" object, printed; "" if none */
+    uint8_t *buf;        /* whole file (value blobs are read from here) */
+    size_t size;
+} sb_trace;
+
+/* Reads and validates a trace file: magic, version, record size, record
+ * count against the file size, footer JSON, every record's op index and
+ * stage, every value offset and length in range. NULL with err->msg naming
+ * the file and the place on failure ("run/trace.sbt: record 17: op index 99
+ * out of range (12 ops)"): SB_ERR_FORMAT for a malformed file, SB_ERR_IO when
+ * it cannot be read. Also rejected: unknown fields or flag bits, duplicate op
+ * names, invalid UTF-8 or \u0000 in the footer, bytes after the footer.
+ * Limits: the whole file is read into memory, so at most 4 GiB; the footer
+ * at most 16 MiB and 2^21 JSON values; at most 2^19 ops. Free with
+ * sb_trace_free. */
+sb_trace *sb_trace_read(const char *path, sb_error *err);
+void sb_trace_free(sb_trace *t);
+/* The stored output values of record i, or NULL when it has none. */
+const float *sb_trace_values(const sb_trace *t, size_t i);
+
+#endif /* SB_TRACE_H */

@@ -1,0 +1,22 @@
+# Trace tests (engine/trace.c): stage names, XXH3-128 known answers, the
+# combine rule, output stats, writer round trips and refusals, and a table of
+# corrupt files the reader must reject with a message naming file and place.
+sb_add_test_exe(test_trace
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_trace.c
+  LIBS sb_engine
+  CASES
+    stage_names_should_round_trip_and_reject_unknown_names
+    xxh3_128_should_match_xxhsum_known_answers
+    hash_combine_should_hash_the_hashes_in_order
+    stats_should_accumulate_l2_in_double_and_take_the_max_abs
+    stats_should_match_a_double_lane_reference_on_random_data
+    stats_should_make_maxabs_and_l2_nan_when_any_element_is_nan
+    stats_should_report_inf_and_zero_for_empty_input
+    round_trip_should_preserve_many_records_and_values_bitwise
+    round_trip_without_values_should_store_records_only
+    op_ids_should_be_stable_for_repeated_names
+    writer_should_report_misuse_at_close_and_leave_no_file
+    writer_should_refuse_to_overwrite_an_existing_trace
+    writer_should_leave_no_tmp_file_after_close_or_abort
+    reader_should_report_io_errors_naming_the_file
+    reader_should_reject_corrupt_files_naming_the_file_and_the_place)
