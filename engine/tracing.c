@@ -80,19 +80,24 @@ static int ensure_scratch(sb_trainer *t, size_t bytes) {
     return 0;
 }
 
+/* everything the op writes: its outputs, then its side outputs */
+static const sb_view *written(const sb_opspec *o, int i) {
+    return i < o->n_out ? &o->out[i] : &o->side[i - o->n_out];
+}
+
 static void save_outputs(const sb_opspec *o, void *dst) {
     char *d = dst;
-    for (int i = 0; i < o->n_out; i++) {
-        memcpy(d, o->out[i].p, o->out[i].bytes);
-        d += o->out[i].bytes;
+    for (int i = 0; i < o->n_out + o->n_side; i++) {
+        memcpy(d, written(o, i)->p, written(o, i)->bytes);
+        d += written(o, i)->bytes;
     }
 }
 
 static void restore_outputs(const sb_opspec *o, const void *src) {
     const char *s = src;
-    for (int i = 0; i < o->n_out; i++) {
-        memcpy((void *)o->out[i].p, s, o->out[i].bytes);
-        s += o->out[i].bytes;
+    for (int i = 0; i < o->n_out + o->n_side; i++) {
+        memcpy((void *)written(o, i)->p, s, written(o, i)->bytes);
+        s += written(o, i)->bytes;
     }
 }
 
@@ -119,7 +124,7 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
         rec.in = sb_hash_combine(hin, o->n_in);
 
     size_t out_bytes = 0;
-    for (int i = 0; i < o->n_out; i++) out_bytes += o->out[i].bytes;
+    for (int i = 0; i < o->n_out + o->n_side; i++) out_bytes += written(o, i)->bytes;
     int rechecked = 0;
     if (t->cfg.recheck && ensure_scratch(t, out_bytes) == 0) {
         save_outputs(o, t->scratch);           /* the outputs before the op */
@@ -139,7 +144,7 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
         rechecked = 1;
     }
     if (!rechecked) fn(t, arg);
-    for (int i = 0; i < o->n_out; i++) invalidate(t, &o->out[i]);
+    for (int i = 0; i < o->n_out + o->n_side; i++) invalidate(t, written(o, i));
     if (!tracing) return;
 
     rec.out = outputs_hash(t, o, 1);

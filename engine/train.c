@@ -316,8 +316,9 @@ static void run_op(sb_trainer *t, void *arg) {
 }
 
 /* Builds the op description and runs it (traced when a trace is open). */
-static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
-               const sb_view *in, int n_out, const sb_view *out, int epoch) {
+static void op_side(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
+                    const sb_view *in, int n_out, const sb_view *out, int n_side,
+                    const sb_view *side, int epoch) {
     opcall c = {.kind = kind, .l = l, .epoch = epoch};
     if (!t->tw && !t->cfg.recheck) {
         run_op(t, &c);
@@ -331,7 +332,14 @@ static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage,
     o.n_out = n_out;
     for (int i = 0; i < n_in; i++) o.in[i] = in[i];
     for (int i = 0; i < n_out; i++) o.out[i] = out[i];
+    o.n_side = n_side;
+    for (int i = 0; i < n_side; i++) o.side[i] = side[i];
     sb_exec_op(t, &o, run_op, &c);
+}
+
+static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
+               const sb_view *in, int n_out, const sb_view *out, int epoch) {
+    op_side(t, kind, l, name, stage, n_in, in, n_out, out, 0, NULL, epoch);
 }
 
 #define F32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(float), 1})
@@ -456,11 +464,12 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
          * state (momentum; Adam's m and v): hashing 1-2 more copies of the
          * model every step would cost more than the rest of tracing, and state
          * that drifts shows in the parameters it updates. Recheck still saves
-         * and restores the state (it is written by the op). */
+         * and restores the state (a side output of the op). */
         sb_view in[2] = {F32(t->param, t->total), F32(t->grad, t->total)};
         sb_view out[1] = {F32(t->param, t->total)};
-        op(t, OP_OPTIMIZER, 0, t->n_slots == 2 ? "adam/update" : "sgd/update",
-           SB_STAGE_OPTIMIZER, 2, in, 1, out, 0);
+        sb_view side[1] = {F32(t->state, (size_t)t->n_slots * t->total)};
+        op_side(t, OP_OPTIMIZER, 0, t->n_slots == 2 ? "adam/update" : "sgd/update",
+                SB_STAGE_OPTIMIZER, 2, in, 1, out, 1, side, 0);
     }
     t->step++;
     if (loss_out) *loss_out = loss;

@@ -35,6 +35,10 @@ typedef struct sb_opspec {
     int n_in, n_out;
     sb_view in[SB_OP_MAX_IO];
     sb_view out[SB_OP_MAX_IO];
+    /* written by the op but not part of its record (the optimizer state):
+     * recheck saves and restores them like outputs; they are not hashed */
+    int n_side;
+    sb_view side[2];
 } sb_opspec;
 
 /* One prepared batch (host memory). */

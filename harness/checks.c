@@ -132,7 +132,7 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
     if (!used) return -1;
     for (int i = 0; i < n; i++) {
         const sb_run_spec *si = &specs[i];
-        if (!sb_where_matches(&ck->where, &si->cfg)) continue;
+        if (!sb_check_covers(ck, si)) continue;
         if (ck->kind == SB_CHECK_REPEATABLE) {
             if (si->repeat != 0) continue;
             for (int j = i + 1; j < n; j++) {
@@ -150,7 +150,8 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
             used[i] = 1; /* i heads its group: compare it with every later peer */
             for (int j = i + 1; j < n; j++) {
                 if (specs[j].repeat != 0 || used[j]) continue;
-                if (!sb_where_matches(&ck->where, &specs[j].cfg)) continue;
+                if (!sb_check_covers(ck, &specs[j])) continue;
+                if (specs[j].case_index != si->case_index) continue;
                 if (!same_but(&si->cfg, &specs[j].cfg, ck->axis)) continue;
                 used[j] = 1;
                 int k = add_cmp(r, &cap);

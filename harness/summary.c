@@ -216,7 +216,12 @@ void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int
         if (runs[i].status != SB_RUN_OK)
             fprintf(f, "  %srun %s %s%s: %s\n", red, runs[i].spec->id,
                     sb_run_status_name(runs[i].status), off, runs[i].message);
-    fprintf(f, "\n%-24s %-10s %-26s %-8s %-6s %s\n", "CHECK", "KIND", "EXPECT", "AGREE", "STATUS",
+    int wname = 5; /* the CHECK column fits the longest check name */
+    for (int c = 0; c < n_checks; c++) {
+        int len = (int)strlen(checks[c].check->name);
+        if (len > wname) wname = len;
+    }
+    fprintf(f, "\n%-*s %-10s %-22s %-6s %-6s %s\n", wname, "CHECK", "KIND", "EXPECT", "AGREE", "STATUS",
             "SOURCE; WORST");
     int failed = 0;
     for (int c = 0; c < n_checks; c++) {
@@ -247,7 +252,7 @@ void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int
         }
         const char *col = r->status == SB_CHECK_PASS ? green : r->status == SB_CHECK_FAIL ? red : yellow;
         if (r->status != SB_CHECK_PASS) failed++;
-        fprintf(f, "%-24s %-10s %-26s %-8s %s%-6s%s %s\n", r->check->name,
+        fprintf(f, "%-*s %-10s %-22s %-6s %s%-6s%s %s\n", wname, r->check->name,
                 sb_check_kind_name(r->check->kind), expect, agree, col,
                 r->status == SB_CHECK_PASS ? "pass" : r->status == SB_CHECK_FAIL ? "FAIL" : "ERROR",
                 off, worst);

@@ -321,6 +321,108 @@ def checkpoint_should_load_in_the_reference_safetensors_package(tmp):
     check(np.isfinite(tensors["fc1.weight"]).all(), "non-finite weights")
 
 
+def pitfalls_suite_should_name_the_stage_and_op_of_every_case(tmp):
+    out = os.path.join(tmp, "res")
+    p = run("run", os.path.join(SRC, "suites/pitfalls.json"), "--out", out, "-j", "2", expect=1)
+    s = load_summary(out)
+    checks = {c["name"]: c for c in s["checks"]}
+    expect = {  # case check -> (stage, op, step or None)
+        "unseeded-shuffle/repeatable": ("data.shuffle", "data/shuffle", 1),
+        "unseeded-reshuffle/repeatable": ("data.shuffle", "data/shuffle", 9),  # epoch 2 = step 256/32+1
+        "unseeded-augment/repeatable": ("data.augment", "data/augment", 1),
+        "unseeded-dropout/repeatable": ("forward", "dropout1/fwd", 1),
+        "completion-loader/repeatable": ("data.batch", "data/batch", None),
+    }
+    lines = p.stdout.splitlines()
+    for name, (stage, op, step) in expect.items():
+        c = checks[name]
+        check(c["status"] == "fail", f"{name}: {c['status']}")
+        x = c["comparisons"][0]
+        fd = x["first_divergence"]
+        check(fd and fd["stage"] == stage and fd["op"] == op and fd["kind"] == "source",
+              f"{name}: first divergence {fd}, expected {stage} {op} source")
+        if step is not None:
+            check(fd["step"] == step, f"{name}: first divergence at step {fd['step']}, expected {step}")
+        check(any(o["op"] == op and o["stage"] == stage for o in x["sources"]),
+              f"{name}: sources {x['sources']}")
+        row = [l for l in lines if l.startswith(name)]
+        check(row and op in row[0] and stage in row[0] and "FAIL" in row[0],
+              f"{name}: verdict row does not name {op} ({stage}): {row}")
+    # fast kernels: a backward batch reduction is a source
+    fk = checks["fast-kernels/repeatable"]
+    srcs = fk["comparisons"][0]["sources"]
+    check(fk["status"] == "fail" and any(
+        o["stage"] == "backward" and (o["op"].endswith("bias.grad") or o["op"].endswith("matmul.bwd_weight"))
+        for o in srcs), f"fast-kernels sources: {srcs}")
+    # thread count in deterministic mode: the first op that depends on it, or a pass (none does)
+    tc = checks["thread-count/threads-agree"]
+    if tc["status"] == "fail":
+        fd = tc["comparisons"][0]["first_divergence"]
+        check(fd["kind"] == "source" and "matmul" in fd["op"], f"thread-count: {fd}")
+    else:
+        check(tc["status"] == "pass", f"thread-count: {tc['status']}")
+    check(checks["control/repeatable"]["status"] == "pass", "the control must pass bitwise")
+    # unseeded streams are recorded with the entropy they drew (to replay a run)
+    rid = [r for r in s["runs"] if r["id"].startswith("unseeded-shuffle/")][0]
+    rj = json.load(open(os.path.join(out, rid["dir"], "run.json")))
+    check(rj["unseeded_streams"] and rj["unseeded_streams"][0]["stream"] == "data/shuffle"
+          and rj["unseeded_streams"][0]["entropy_seed"].isdigit(), f"run.json: {rj['unseeded_streams']}")
+
+
+def recheck_should_flag_nondeterministic_ops_within_one_run(tmp):
+    suite = tiny_suite("recheck", repeats=1, recheck=True,
+                       data={"kind": "blobs", "samples": 256, "features": 8, "classes": 3,
+                             "augment": {"noise": 0.1}},
+                       rng={"unseeded": ["data/augment"]},
+                       matrix={"seeds": [3], "backends": ["ref", "blas"], "modes": ["deterministic"],
+                               "threads": [1]},
+                       checks=[{"name": "backends", "kind": "cross", "axis": "backends",
+                                "expect": {"atol": 10}}])
+    out = os.path.join(tmp, "res")
+    run("run", write_suite(tmp, suite), "--out", out, expect=0)
+    s = load_summary(out)
+    for r in s["runs"]:
+        ops = r.get("nondeterministic_ops", [])
+        check([o["op"] for o in ops] == ["data/augment"],
+              f"{r['id']}: recheck should flag exactly data/augment, got {ops}")
+        check(ops[0]["first_step"] == 1 and ops[0]["steps"] == 40, f"{r['id']}: {ops}")
+    # a fully seeded deterministic run flags nothing; fast+perturb flags the reductions
+    suite2 = tiny_suite("recheck2", repeats=1,
+                        matrix={"seeds": [3], "backends": ["blas"], "modes": ["deterministic", "fast"],
+                                "threads": [2]}, perturb=True,
+                        checks=[{"name": "modes", "kind": "cross", "axis": "modes",
+                                 "expect": {"atol": 1}}])
+    out2 = os.path.join(tmp, "res2")
+    run("run", write_suite(tmp, suite2), "--out", out2, "--recheck", expect=0)
+    s2 = load_summary(out2)
+    det = [r for r in s2["runs"] if r["config"]["mode"] == "deterministic"][0]
+    fast = [r for r in s2["runs"] if r["config"]["mode"] == "fast"][0]
+    check(not det.get("nondeterministic_ops"), f"deterministic run flagged {det.get('nondeterministic_ops')}")
+    flagged = {o["op"] for o in fast.get("nondeterministic_ops", [])}
+    check(any(o.endswith("bias.grad") or o.endswith("matmul.bwd_weight") for o in flagged),
+          f"fast run should flag its backward reductions, got {flagged}")
+
+
+def trace_diff_should_name_the_source_between_two_runs(tmp):
+    suite = tiny_suite("tdiff", rng={"unseeded": ["data/shuffle"]},
+                       matrix={"seeds": [3], "backends": ["ref"], "modes": ["deterministic"],
+                               "threads": [1]})
+    out = os.path.join(tmp, "res")
+    run("run", write_suite(tmp, suite), "--out", out, expect=1)
+    a = os.path.join(out, "runs", "seed3-ref-deterministic-t1-r0")
+    b = os.path.join(out, "runs", "seed3-ref-deterministic-t1-r1")
+    p = run("trace-diff", a, b, expect=1)
+    check("data/shuffle" in p.stdout and "data.shuffle" in p.stdout, p.stdout)
+    p = run("trace-diff", a, os.path.join(a, "trace.sbt"), expect=0)
+    p = run("trace-diff", "--json", a, b, expect=1)
+    j = json.loads(p.stdout)
+    check(j["first_divergence"]["op"] == "data/shuffle", f"{j.get('first_divergence')}")
+    with open(os.path.join(tmp, "bad.sbt"), "wb") as f:
+        f.write(b"SBTRACE\0garbage")
+    p = run("trace-diff", a, os.path.join(tmp, "bad.sbt"), expect=2)
+    check(len(p.stderr.strip().splitlines()) == 1 and "bad.sbt" in p.stderr, p.stderr)
+
+
 def main():
     case = sys.argv[3]
     fn = globals().get(case)

@@ -12,7 +12,10 @@ set(SB_E2E_CASES
   bad_suites_should_exit_2_with_one_line_and_write_nothing
   results_should_never_be_rewritten_and_resume_should_keep_finished_runs
   train_resume_should_equal_an_uninterrupted_run
-  checkpoint_should_load_in_the_reference_safetensors_package)
+  checkpoint_should_load_in_the_reference_safetensors_package
+  pitfalls_suite_should_name_the_stage_and_op_of_every_case
+  recheck_should_flag_nondeterministic_ops_within_one_run
+  trace_diff_should_name_the_source_between_two_runs)
 foreach(c ${SB_E2E_CASES})
   add_test(NAME e2e.${c}
            COMMAND ${SB_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e.py $<TARGET_FILE:samebits>
