@@ -89,6 +89,10 @@ int sb_stage_parse(const char *name, sb_stage *out) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 sb_hash128 sb_xxh3_128_avx512(const void *data, size_t n); /* xxh_avx512.c */
 sb_hash128 sb_xxh3_128_avx2(const void *data, size_t n);   /* xxh_avx2.c */
+sb_hash128 sb_xxh3_128_blocks_avx512(const void *data, size_t n, size_t block,
+                                     void (*on_block)(const void *, size_t, void *), void *ctx);
+sb_hash128 sb_xxh3_128_blocks_avx2(const void *data, size_t n, size_t block,
+                                   void (*on_block)(const void *, size_t, void *), void *ctx);
 #define SB_XXH_SIMD 1
 #endif
 
@@ -140,40 +144,96 @@ void sb_hash_hex(sb_hash128 h, char out[33]) {
  * i within a lane, in double: each square of a float is exact in double), then
  * the 32 lanes are added as a balanced pairwise tree (lane k with k+16, then
  * k with k+8, …). The order is fixed by n alone, so the result is the same on
- * every machine and build. The lanes are written out as plain C arrays so the
- * compiler can vectorize them without reassociating anything; the vector
- * clones (AVX2, AVX-512) do exactly the scalar loop's IEEE operations.
- * max |x| is kept per lane too (a > m ? a : m, so a NaN never wins); a NaN
- * element makes its lane's sum, and so the total, NaN, and then maxabs is NaN
- * (the squares are >= 0, so +inf never meets -inf). */
+ * every machine and build, and whether the buffer is fed in one piece or in
+ * blocks (blocks are multiples of 32 elements). The lanes are written out as
+ * plain C arrays so the compiler can vectorize them without reassociating
+ * anything; the vector clones (AVX2, AVX-512) do exactly the scalar loop's
+ * IEEE operations. max |x| is kept per lane too (a > m ? a : m, so a NaN never
+ * wins); a NaN element makes its lane's sum, and so the total, NaN, and then
+ * maxabs is NaN (the squares are >= 0, so +inf never meets -inf). */
+enum { STAT_LANES = 32 };
+typedef struct stats_acc {
+    double acc[STAT_LANES];
+    float mx[STAT_LANES];
+} stats_acc;
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("default", "avx2", "avx512f")))
 #endif
-void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs) {
-    enum { LANES = 32 };
-    double acc[LANES] = {0};
-    float mx[LANES] = {0};
+static void stats_feed(stats_acc *restrict s, const float *restrict x, size_t n) {
+    /* local copies: the compiler keeps them in registers (s->mx could
+     * otherwise alias x, both being floats) */
+    double acc[STAT_LANES];
+    float mx[STAT_LANES];
+    memcpy(acc, s->acc, sizeof acc);
+    memcpy(mx, s->mx, sizeof mx);
     size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) {
+    for (; i + STAT_LANES <= n; i += STAT_LANES)
+        for (int k = 0; k < STAT_LANES; k++) {
             double v = (double)x[i + k];
             float a = fabsf(x[i + k]);
             acc[k] += v * v;
             mx[k] = a > mx[k] ? a : mx[k];
         }
-    for (int k = 0; i < n; i++, k++) {
+    for (int k = 0; i < n; i++, k++) { /* the tail: only at the buffer's end */
         double v = (double)x[i];
         float a = fabsf(x[i]);
         acc[k] += v * v;
         mx[k] = a > mx[k] ? a : mx[k];
     }
-    for (int half = LANES / 2; half >= 1; half /= 2)
+    memcpy(s->acc, acc, sizeof acc);
+    memcpy(s->mx, mx, sizeof mx);
+}
+
+static void stats_finish(stats_acc *s, float *l2, float *maxabs) {
+    for (int half = STAT_LANES / 2; half >= 1; half /= 2)
         for (int k = 0; k < half; k++) {
-            acc[k] = acc[k] + acc[k + half];
-            mx[k] = mx[k + half] > mx[k] ? mx[k + half] : mx[k];
+            s->acc[k] = s->acc[k] + s->acc[k + half];
+            s->mx[k] = s->mx[k + half] > s->mx[k] ? s->mx[k + half] : s->mx[k];
         }
-    *l2 = (float)sqrt(acc[0]);
-    *maxabs = isnan(acc[0]) ? NAN : mx[0];
+    *l2 = (float)sqrt(s->acc[0]);
+    *maxabs = isnan(s->acc[0]) ? NAN : s->mx[0];
+}
+
+void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs) {
+    stats_acc s;
+    memset(&s, 0, sizeof s);
+    stats_feed(&s, x, n);
+    stats_finish(&s, l2, maxabs);
+}
+
+static void stats_block(const void *blk, size_t len, void *ctx) {
+    stats_feed(ctx, blk, len / sizeof(float));
+}
+
+/* 8 KiB blocks (a multiple of 32 floats): hashed, then their stats taken
+ * while they are still in L1 — one pass over the tensor instead of two. */
+#define HS_BLOCK 8192
+
+void sb_hash_stats_f32(const float *x, size_t n, sb_hash128 *h, float *l2, float *maxabs) {
+    stats_acc s;
+    memset(&s, 0, sizeof s);
+#ifdef SB_XXH_SIMD
+    static int isa = -1; /* 2: AVX-512, 1: AVX2, 0: neither */
+    if (isa < 0) {
+        __builtin_cpu_init();
+        int v = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
+    }
+    if (n > 0 && isa == 2) {
+        *h = sb_xxh3_128_blocks_avx512(x, n * sizeof(float), HS_BLOCK, stats_block, &s);
+        stats_finish(&s, l2, maxabs);
+        return;
+    }
+    if (n > 0 && isa == 1) {
+        *h = sb_xxh3_128_blocks_avx2(x, n * sizeof(float), HS_BLOCK, stats_block, &s);
+        stats_finish(&s, l2, maxabs);
+        return;
+    }
+#endif
+    *h = sb_hash_bytes(x, n * sizeof(float));
+    stats_feed(&s, x, n);
+    stats_finish(&s, l2, maxabs);
 }
 
 /* ====================================================================== */

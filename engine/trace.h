@@ -95,6 +95,9 @@ typedef struct sb_trace_record {
 
 /* Stats of a float buffer, as records carry them. */
 void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs);
+/* sb_hash_bytes of the buffer's bytes and sb_trace_stats of it, in one pass
+ * (block by block, each block hashed and then measured while in cache). */
+void sb_hash_stats_f32(const float *x, size_t n, sb_hash128 *h, float *l2, float *maxabs);
 
 /* ---- writing ---- */
 typedef struct sb_trace_writer sb_trace_writer;

@@ -33,10 +33,12 @@ static int overlaps(const void *a, size_t na, const void *b, size_t nb) {
     return pa < pb + nb && pb < pa + na;
 }
 
-static sb_hash128 view_hash(sb_trainer *t, const sb_view *v) {
+static void cache_put(sb_trainer *t, const sb_view *v, sb_hash128 h) {
     for (int i = 0; i < t->n_cache; i++)
-        if (t->cache[i].p == v->p && t->cache[i].bytes == v->bytes) return t->cache[i].h;
-    sb_hash128 h = sb_hash_bytes(v->p, v->bytes);
+        if (t->cache[i].p == v->p && t->cache[i].bytes == v->bytes) {
+            t->cache[i].h = h;
+            return;
+        }
     if (t->n_cache == SB_HASH_CACHE) { /* full: drop the oldest half */
         memmove(t->cache, t->cache + SB_HASH_CACHE / 2,
                 (SB_HASH_CACHE / 2) * sizeof t->cache[0]);
@@ -46,6 +48,13 @@ static sb_hash128 view_hash(sb_trainer *t, const sb_view *v) {
     t->cache[t->n_cache].bytes = v->bytes;
     t->cache[t->n_cache].h = h;
     t->n_cache++;
+}
+
+static sb_hash128 view_hash(sb_trainer *t, const sb_view *v) {
+    for (int i = 0; i < t->n_cache; i++)
+        if (t->cache[i].p == v->p && t->cache[i].bytes == v->bytes) return t->cache[i].h;
+    sb_hash128 h = sb_hash_bytes(v->p, v->bytes);
+    cache_put(t, v, h);
     return h;
 }
 
@@ -147,18 +156,25 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
     for (int i = 0; i < o->n_out + o->n_side; i++) invalidate(t, written(o, i));
     if (!tracing) return;
 
-    rec.out = outputs_hash(t, o, 1);
     rec.step = (uint32_t)(o->stage == SB_STAGE_INIT || o->stage == SB_STAGE_DATA_SOURCE ? 0 : t->step + 1);
     rec.stage = (uint16_t)o->stage;
     rec.op = o->id;
+    /* each float output: hash and stats in one pass, the hash then cached for
+     * the ops that read it; other outputs: hash only */
     double sumsq = 0.0;
     float maxabs = 0.0f;
     size_t nfl = 0;
+    sb_hash128 hout[SB_OP_MAX_IO];
     for (int i = 0; i < o->n_out; i++) {
-        if (!o->out[i].is_float) continue;
-        size_t n = o->out[i].bytes / sizeof(float);
+        const sb_view *v = &o->out[i];
+        if (!v->is_float) {
+            hout[i] = view_hash(t, v);
+            continue;
+        }
+        size_t n = v->bytes / sizeof(float);
         float l2, ma;
-        sb_trace_stats(o->out[i].p, n, &l2, &ma);
+        sb_hash_stats_f32(v->p, n, &hout[i], &l2, &ma);
+        cache_put(t, v, hout[i]);
         sumsq += (double)l2 * (double)l2;
         if (isnan(ma) || isnan(maxabs))
             maxabs = NAN;
@@ -166,6 +182,7 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
             maxabs = ma;
         nfl += n;
     }
+    rec.out = o->n_out == 1 ? hout[0] : sb_hash_combine(hout, o->n_out);
     rec.n_out = (uint32_t)(nfl > UINT32_MAX ? UINT32_MAX : nfl);
     rec.out_l2 = (float)sqrt(sumsq);
     rec.out_maxabs = maxabs;

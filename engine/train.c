@@ -465,11 +465,18 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
          * model every step would cost more than the rest of tracing, and state
          * that drifts shows in the parameters it updates. Recheck still saves
          * and restores the state (a side output of the op). */
-        sb_view in[2] = {F32(t->param, t->total), F32(t->grad, t->total)};
-        sb_view out[1] = {F32(t->param, t->total)};
+        /* per-parameter views, the very views forward and backward use, so
+         * every hash is computed once per write and found in the cache */
+        sb_view in[SB_OP_MAX_IO], out[SB_OP_MAX_IO];
+        for (int p = 0; p < t->n_params; p++) {
+            const sb_param *pp = &t->params[p];
+            in[p] = F32(t->param + pp->offset, pp->numel);
+            in[t->n_params + p] = F32(t->grad + pp->offset, pp->numel);
+            out[p] = F32(t->param + pp->offset, pp->numel);
+        }
         sb_view side[1] = {F32(t->state, (size_t)t->n_slots * t->total)};
         op_side(t, OP_OPTIMIZER, 0, t->n_slots == 2 ? "adam/update" : "sgd/update",
-                SB_STAGE_OPTIMIZER, 2, in, 1, out, 1, side, 0);
+                SB_STAGE_OPTIMIZER, 2 * t->n_params, in, t->n_params, out, 1, side, 0);
     }
     t->step++;
     if (loss_out) *loss_out = loss;

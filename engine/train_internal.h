@@ -28,7 +28,7 @@ typedef struct sb_hash_entry {
     sb_hash128 h;
 } sb_hash_entry;
 
-#define SB_OP_MAX_IO 6
+#define SB_OP_MAX_IO (4 * SB_MAX_LAYERS) /* the optimizer: every parameter and its gradient */
 typedef struct sb_opspec {
     uint32_t id;
     sb_stage stage;

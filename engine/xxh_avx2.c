@@ -18,6 +18,22 @@ sb_hash128 sb_xxh3_128_avx2(const void *data, size_t n) {
     XXH128_hash_t h = XXH3_128bits(data, n);
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
+
+/* The same hash, streamed in blocks; on_block sees each block right after it
+ * was hashed (while it is in L1), so a caller can compute more in one pass. */
+sb_hash128 sb_xxh3_128_blocks_avx2(const void *data, size_t n, size_t block,
+                                  void (*on_block)(const void *, size_t, void *), void *ctx) {
+    XXH3_state_t st;
+    XXH3_128bits_reset(&st);
+    const char *p = data;
+    for (size_t off = 0; off < n; off += block) {
+        size_t len = n - off < block ? n - off : block;
+        XXH3_128bits_update(&st, p + off, len);
+        on_block(p + off, len, ctx);
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(&st);
+    return (sb_hash128){.lo = h.low64, .hi = h.high64};
+}
 #else
 typedef int sb_xxh_avx2_unused; /* ISO C wants at least one declaration */
 #endif
