@@ -237,7 +237,7 @@ static sb_status atomic_write(atomic_out *o, const void *data, size_t n, sb_erro
  * overwrite == 0: renameat2(RENAME_NOREPLACE), else link()+unlink() (both
  * atomic against a concurrent creator), else, on file systems with neither,
  * a stat before the rename. */
-static sb_status place_noreplace(const char *tmp, const char *path, sb_error *err) {
+sb_status sb_place_noreplace(const char *tmp, const char *path, sb_error *err) {
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return SB_OK;
     if (errno == EEXIST) goto exists;
     if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) goto io;
@@ -275,7 +275,7 @@ static sb_status atomic_commit(atomic_out *o, const char *path, int overwrite, s
                              o->tmp, strerror(errno));
             goto fail;
         }
-    } else if ((s = place_noreplace(o->tmp, path, err)) != SB_OK) {
+    } else if ((s = sb_place_noreplace(o->tmp, path, err)) != SB_OK) {
         goto fail;
     }
     /* make the rename durable: fsync the directory (best effort) */

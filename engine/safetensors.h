@@ -107,6 +107,11 @@ void sb_st_weights_digest(const sb_st_file *f, char hex[65]);
  * fails with SB_ERR_EXISTS when path exists. */
 sb_status sb_write_file_atomic(const char *path, const void *data, size_t n, int overwrite,
                                sb_error *err);
+/* Moves a finished temporary file into place without ever replacing an
+ * existing one: renameat2(RENAME_NOREPLACE), else link()+unlink(), else (file
+ * systems with neither) a check before rename. SB_ERR_EXISTS when path exists;
+ * tmp is left for the caller to remove on failure. */
+sb_status sb_place_noreplace(const char *tmp, const char *path, sb_error *err);
 /* Reads a whole file (NUL-terminated for convenience; *n excludes the NUL;
  * n may be NULL). Caller frees. max_bytes guards against absurd inputs: a
  * longer file fails with SB_ERR_FORMAT; a missing file or a directory with

@@ -726,28 +726,6 @@ static int copy_blobs(sb_trace_writer *w) {
     return w->vlen ? write_all(w->fd, w->vbuf, w->vlen) : 0;
 }
 
-/* Moves tmp into place, never replacing an existing file: renameat2
- * (RENAME_NOREPLACE), else link() + unlink(), else a check and rename. */
-static sb_status place_noreplace(const char *tmp, const char *path, sb_error *err) {
-    struct stat st;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return SB_OK;
-    if (errno == EEXIST) goto exists;
-    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) goto io;
-    if (link(tmp, path) == 0) {
-        unlink(tmp);
-        return SB_OK;
-    }
-    if (errno == EEXIST) goto exists;
-    if (errno != EPERM && errno != ENOTSUP && errno != ENOSYS) goto io;
-    if (lstat(path, &st) == 0) goto exists;
-    if (rename(tmp, path) == 0) return SB_OK;
-io:
-    return sb_error_set(err, SB_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                        strerror(errno));
-exists:
-    return sb_error_set(err, SB_ERR_EXISTS, "%s: already exists; refusing to overwrite it", path);
-}
-
 sb_status sb_trace_writer_close(sb_trace_writer *w, const char *run_json, sb_error *err) {
     tbuf foot = {0};
     uint8_t hdr[TRACE_HEADER] = {0}, flen[4];
@@ -785,7 +763,7 @@ sb_status sb_trace_writer_close(sb_trace_writer *w, const char *run_json, sb_err
         s = sb_error_set(err, SB_ERR_IO, "%s: close failed: %s", w->tmp, strerror(errno));
         goto fail;
     }
-    if ((s = place_noreplace(w->tmp, w->path, err)) != SB_OK) goto fail;
+    if ((s = sb_place_noreplace(w->tmp, w->path, err)) != SB_OK) goto fail;
     free(w->tmp);
     w->tmp = NULL; /* in place: nothing to unlink */
     { /* make the rename durable: fsync the directory (best effort) */
