@@ -5,7 +5,11 @@
  * weights.safetensors for every cell that a baseline check of the suite
  * covers (repeat 0 of that cell). The manifest (schema samebits.baseline/1)
  * records the suite's SHA-256, each cell's config, run id, the file's SHA-256,
- * the weights digest and every tensor's dtype, shape and SHA-256.
+ * the weights digest and every tensor's dtype, shape and SHA-256, and the
+ * environment fingerprints (fingerprint.h): "environment" at the top level
+ * (the blessing process's, for readers) and per cell (the blessed run's,
+ * from its run.json: what baseline checks compare a run's environment
+ * against, since it carries the run's own BLAS thread count).
  *
  * Writing is atomic for the whole suite folder: everything is built in
  * BASELINES/.<suite>.tmp-<pid>, then renamed into place. An existing baseline
@@ -90,6 +94,48 @@ sb_status sb_baseline_verify(const char *baselines_dir, const char *suite, const
 done:
     cJSON_Delete(m);
     return st;
+}
+
+sb_status sb_baseline_environment(const char *baselines_dir, const char *suite, const char *cell,
+                                  cJSON **out, sb_error *err) {
+    char mpath[2048];
+    *out = NULL;
+    cJSON *m = load_manifest(baselines_dir, suite, mpath, sizeof mpath, err);
+    if (!m) return err ? err->status : SB_ERR_FORMAT;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "cells"),
+                                                      cell);
+    cJSON *env = cJSON_GetObjectItemCaseSensitive(c, "environment");
+    sb_status st = SB_OK;
+    if (env && !cJSON_IsObject(env))
+        st = sb_error_set(err, SB_ERR_FORMAT, "%s: cells.%s.environment: expected an object",
+                          mpath, cell);
+    else if (env && !(*out = cJSON_Duplicate(env, 1)))
+        st = sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    cJSON_Delete(m);
+    return st;
+}
+
+sb_status sb_run_environment(const char *run_dir, cJSON **out, sb_error *err) {
+    char path[2048];
+    size_t n;
+    *out = NULL;
+    snprintf(path, sizeof path, "%s/run.json", run_dir);
+    char *text = sb_read_file(path, 256u << 20, &n, err);
+    if (!text) return err ? err->status : SB_ERR_IO;
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return sb_error_set(err, SB_ERR_FORMAT, "%s: malformed JSON", path);
+    }
+    cJSON *env = cJSON_DetachItemFromObjectCaseSensitive(j, "environment");
+    cJSON_Delete(j);
+    if (env && !cJSON_IsObject(env)) {
+        cJSON_Delete(env);
+        return sb_error_set(err, SB_ERR_FORMAT, "%s: environment: expected an object", path);
+    }
+    *out = env;
+    return SB_OK;
 }
 
 /* ---- bless ---- */
@@ -273,6 +319,12 @@ int sb_cmd_bless(int argc, char **argv) {
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     cJSON_AddStringToObject(manifest, "blessed_at", when);
     cJSON_AddStringToObject(manifest, "blas", sb_blas_info());
+    cJSON *env = sb_fingerprint_collect(NULL, &err);
+    if (!env) {
+        fprintf(stderr, "samebits bless: %s\n", err.msg);
+        goto done;
+    }
+    cJSON_AddItemToObject(manifest, "environment", env);
     cJSON *cells = cJSON_AddObjectToObject(manifest, "cells");
     for (int i = 0; i < m; i++) {
         char src[2048], rj[2048], dst_dir[2048], dst[2100];
@@ -309,6 +361,11 @@ int sb_cmd_bless(int argc, char **argv) {
         cJSON_AddStringToObject(c, "sha256", fhex);
         cJSON_AddStringToObject(c, "weights_sha256", whex);
         cJSON_AddItemToObject(c, "tensors", tensors);
+        cJSON *renv = NULL;
+        char run_dir[2048];
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", rdir, want[i].id);
+        if (sb_run_environment(run_dir, &renv, NULL) == SB_OK && renv)
+            cJSON_AddItemToObject(c, "environment", renv);
     }
     char *text = cJSON_Print(manifest);
     char mpath[1500];

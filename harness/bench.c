@@ -6,7 +6,8 @@
  *   smoke — 16-32-32-4, tanh, batch 32 (the model of suites/smoke.json)
  *   mlp784 — 784-256-256-10, relu, batch 64
  * Each is timed with SGD (momentum 0.9) and Adam, 1 and 2 threads, modes
- * deterministic and fast: warm-up steps, then timed steps, best of `reps`.
+ * deterministic, fast and canonical: warm-up steps, then timed steps, best
+ * of `reps`. `--gemm` hands over to bench_gemm.c (GEMM GFLOP/s).
  *
  * Not here: assertions on speed; a benchmark reports, it never fails a build.
  */
@@ -14,6 +15,8 @@
 
 #include <string.h>
 #include <unistd.h>
+
+int sb_cmd_bench_gemm(int argc, char **argv); /* bench_gemm.c */
 
 typedef struct bench_model {
     const char *name;
@@ -37,10 +40,11 @@ static void usage(FILE *f) {
             "  --threads L    comma-separated thread counts (default 1,2)\n"
             "  --model NAME   only this model (smoke, mlp784)\n"
             "  --optimizer O  only this optimizer (sgd, adam)\n"
-            "  --mode M       only this mode (deterministic, fast)\n"
+            "  --mode M       only this mode (deterministic, fast, canonical)\n"
             "  --trace        also time each configuration with tracing on (as runs do)\n"
             "                 and report the overhead\n"
-            "  --json         one JSON object per line instead of a table\n");
+            "  --json         one JSON object per line instead of a table\n"
+            "  --gemm         GEMM GFLOP/s instead: canonical vs OpenBLAS (--gemm --help)\n");
 }
 
 static double measure(const bench_model *m, const char *opt, sb_mode mode, int threads,
@@ -108,6 +112,8 @@ int sb_cmd_bench(int argc, char **argv) {
     int json = 0, trace = 0;
     int threads[8] = {1, 2}, n_threads = 2;
     const char *only = NULL, *only_opt = NULL, *only_mode = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--gemm")) return sb_cmd_bench_gemm(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -151,12 +157,12 @@ int sb_cmd_bench(int argc, char **argv) {
                trace ? "  traced/s  overhead" : "");
     }
     const char *opts[] = {"sgd", "adam"};
-    const sb_mode modes[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST};
+    const sb_mode modes[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST, SB_MODE_CANONICAL};
     for (size_t mi = 0; mi < sizeof MODELS / sizeof MODELS[0]; mi++) {
         if (only && strcmp(only, MODELS[mi].name) != 0) continue;
         for (int o = 0; o < 2; o++)
             for (int ti = 0; ti < n_threads; ti++)
-                for (int md = 0; md < 2; md++) {
+                for (int md = 0; md < 3; md++) {
                     if (only_opt && strcmp(only_opt, opts[o]) != 0) continue;
                     if (only_mode && strcmp(only_mode, sb_mode_name(modes[md])) != 0) continue;
                     sb_error err = {0};

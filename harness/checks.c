@@ -20,6 +20,16 @@
  * attribution_error naming the file: attribution never turns a fail into a
  * pass or an error.
  *
+ * A baseline comparison also compares environments (fingerprint.h): the
+ * run's run.json "environment" against the one the manifest records for the
+ * baseline's cell, keeping the fields that can change bits for the run's
+ * backend. When they differ and the check has a "fallback" tolerance, that
+ * tolerance replaces "expect" for the comparison; the check's message names
+ * the differing fields ("baseline from another environment: blas.core
+ * SkylakeX → Haswell") when the check fails or used its fallback. A side
+ * that records no environment is noted, never a difference: the comparison
+ * then keeps "expect".
+ *
  * Not here: running, printing (summary.c), the walk itself (attrib.c).
  */
 #include "harness.h"
@@ -111,6 +121,56 @@ static void compare(sb_comparison *c, const sb_run_result *a, const char *path_b
     if (!c->pass) attribute(c, a, trace_b, no_trace);
 }
 
+/* Compares the environment of run a (cell of spec si) with its baseline's;
+ * fills c's env_* fields. */
+static void compare_environments(sb_comparison *c, const char *baselines_dir, const char *suite,
+                                 const sb_run_spec *si, const sb_run_result *a) {
+    cJSON *base = NULL, *run = NULL;
+    sb_error err = {0};
+    if (sb_baseline_environment(baselines_dir, suite, si->cell, &base, &err) != SB_OK)
+        snprintf(c->env_note, sizeof c->env_note, "%s", err.msg);
+    else if (!base)
+        snprintf(c->env_note, sizeof c->env_note,
+                 "the baseline records no environment for %s (blessed before fingerprints; "
+                 "bless it again to record one)", si->cell);
+    else if (sb_run_environment(a->dir, &run, &err) != SB_OK)
+        snprintf(c->env_note, sizeof c->env_note, "%s", err.msg);
+    else if (!run)
+        snprintf(c->env_note, sizeof c->env_note, "%s/run.json records no environment", a->dir);
+    else if (sb_fingerprint_diff(base, run, si->cfg.backend, &c->env_diff, &c->n_env_diff, &err) !=
+             SB_OK)
+        snprintf(c->env_note, sizeof c->env_note, "%s", err.msg);
+    else
+        c->env_compared = 1;
+    cJSON_Delete(base);
+    cJSON_Delete(run);
+}
+
+/* The message of a baseline check whose baseline comes from another
+ * environment: when it used its fallback, or when it failed. */
+static void environment_message(sb_check_result *r) {
+    const sb_comparison *d = NULL;
+    int fallbacks = 0;
+    for (int k = 0; k < r->n; k++) {
+        const sb_comparison *c = &r->cmp[k];
+        fallbacks += c->used_fallback;
+        /* name the differences of a failing comparison first, else any */
+        if (c->n_env_diff > 0 && (!d || (c->ok && !c->pass && (d->pass || !d->ok)))) d = c;
+    }
+    if (!d || r->message[0] || (r->status != SB_CHECK_FAIL && !fallbacks)) return;
+    char diff[700];
+    sb_fingerprint_diff_str(d->env_diff, d->n_env_diff, diff, sizeof diff);
+    if (fallbacks) {
+        char tol[96];
+        sb_tolerance_str(&r->check->fallback, tol, sizeof tol);
+        snprintf(r->message, sizeof r->message,
+                 "used the fallback tolerance (%s) in %d of %d comparisons: baseline from "
+                 "another environment: %s", tol, fallbacks, r->n, diff);
+    } else {
+        snprintf(r->message, sizeof r->message, "baseline from another environment: %s", diff);
+    }
+}
+
 /* True when runs x and y are at the same matrix point except along `axis`. */
 static int same_but(const sb_run_config *x, const sb_run_config *y, int axis) {
     for (int a = 0; a < SB_AXIS_COUNT; a++) {
@@ -187,8 +247,16 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
             snprintf(trace_b, sizeof trace_b, "%s/%s/%s/trace.sbt", baselines_dir, s->name,
                      si->cell);
             snprintf(no_trace, sizeof no_trace, "baseline has no trace (%s)", trace_b);
+            const sb_tolerance *tol = &ck->expect;
+            if (res[i].status == SB_RUN_OK) {
+                compare_environments(&r->cmp[k], baselines_dir, s->name, si, &res[i]);
+                if (ck->has_fallback && r->cmp[k].n_env_diff > 0) {
+                    tol = &ck->fallback;
+                    r->cmp[k].used_fallback = 1;
+                }
+            }
             compare(&r->cmp[k], &res[i], path_b, label, NULL,
-                    sb_path_exists(trace_b) ? trace_b : NULL, no_trace, &ck->expect);
+                    sb_path_exists(trace_b) ? trace_b : NULL, no_trace, tol);
         }
     }
     free(used);
@@ -205,6 +273,7 @@ static int eval_one(const sb_suite *s, const sb_check *ck, const sb_run_spec *sp
             r->status = SB_CHECK_FAIL;
         }
     }
+    if (ck->kind == SB_CHECK_BASELINE && r->status != SB_CHECK_ERROR) environment_message(r);
     return 0;
 nomem:
     free(used);
@@ -233,6 +302,7 @@ void sb_check_results_free(sb_check_result *r, int n) {
         for (int k = 0; k < r[i].n; k++) {
             sb_attribution_free(r[i].cmp[k].attrib);
             free(r[i].cmp[k].attrib);
+            free(r[i].cmp[k].env_diff);
         }
         free(r[i].cmp);
     }

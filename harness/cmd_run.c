@@ -4,12 +4,14 @@
  * Results folder (README "Results layout"):
  *   DIR/suite.json            the suite exactly as run (its SHA-256 is recorded)
  *   DIR/runs/<id>/            weights.safetensors, run.json, log.txt per run
- *   DIR/summary.json          written last, atomically; never rewritten
+ *   DIR/summary.json          written atomically once the checks are evaluated; never rewritten
+ *   DIR/junit.xml, report.html, report.md   made from summary.json (report.h)
  *
  * Not here: how runs execute (runner.c), checks (checks.c), rendering
- * (summary.c).
+ * (summary.c, report*.c).
  */
 #include "harness.h"
+#include "report.h"
 
 #include <string.h>
 #include <time.h>
@@ -194,7 +196,19 @@ int sb_cmd_run(int argc, char **argv) {
         rc = SB_EXIT_USAGE;
         goto done;
     }
+    /* The reports are made from summary.json as written (the same code as
+     * `samebits report`). Report files already here can only be stale ones
+     * of an interrupted invocation (a finished one has a summary.json), so
+     * they are replaced. A report that cannot be written never touches
+     * summary.json; it makes the exit code 2 (3 still wins). */
+    int report_failed = sb_report_write(out, 1, &err) != SB_OK;
     sb_print_verdict(stdout, s, results, n, checks, s->n_checks, out, secs, rc);
+    if (report_failed) {
+        fprintf(stderr, "samebits run: reports: %s\n", err.msg);
+        if (rc != SB_EXIT_RUN) rc = SB_EXIT_USAGE;
+    } else {
+        printf("reports: %s/report.html %s/junit.xml %s/report.md\n", out, out, out);
+    }
 done:
     sb_check_results_free(checks, s->n_checks);
     free(results);

@@ -3,10 +3,13 @@
  * This is exactly what the harness's child processes run: the suite gives the
  * model, data and training settings; options pick one point of its matrix.
  * Output folder: weights.safetensors (the checkpoint), then run.json (the run's
- * record, written last, so a folder with run.json is a finished run).
+ * record, written last, so a folder with run.json is a finished run). Both
+ * carry this process's environment fingerprint (fingerprint.h): run.json as
+ * "environment", the checkpoint's metadata as "samebits.environment".
  *
  * Not here: matrices, checks, repeats (cmd_run.c).
  */
+#include "fingerprint.h"
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -50,7 +53,8 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
                                 const sb_run_config *c, int repeat, const char *status,
                                 const char *error, int first_step, int steps_done,
                                 const float *losses, int n_losses, double seconds,
-                                const char *resume, int overwrite, sb_error *err) {
+                                const char *resume, const cJSON *env, int overwrite,
+                                sb_error *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "schema", SB_RUN_SCHEMA);
     cJSON_AddStringToObject(root, "id", id);
@@ -79,6 +83,7 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
     cJSON_AddBoolToObject(rc, "enabled", c->recheck);
     cJSON_AddNumberToObject(rc, "ops_that_differed", sb_trainer_recheck_flags(t));
     cJSON_AddStringToObject(root, "blas", sb_blas_info());
+    cJSON_AddItemToObject(root, "environment", cJSON_Duplicate(env, 1));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
@@ -200,6 +205,8 @@ int sb_cmd_train(int argc, char **argv) {
     int rc = SB_EXIT_USAGE;
     sb_trainer *t = NULL;
     float *losses = NULL;
+    cJSON *env = NULL;
+    char *env_text = NULL;
     char ckpt[4200], runjson[4200], tracep[4200];
     snprintf(ckpt, sizeof ckpt, "%s/weights.safetensors", out);
     snprintf(runjson, sizeof runjson, "%s/run.json", out);
@@ -216,6 +223,15 @@ int sb_cmd_train(int argc, char **argv) {
     t = sb_trainer_new(&c, &err);
     if (!t) {
         fprintf(stderr, "samebits train: %s: %s\n", suite_path, err.msg);
+        goto done;
+    }
+    /* after the backend exists, so the BLAS thread count is the run's */
+    sb_fp_options fo = {.backend = c.backend, .run_threads = c.threads};
+    env = sb_fingerprint_collect(&fo, &err);
+    env_text = env ? cJSON_PrintUnformatted(env) : NULL;
+    if (!env_text) {
+        fprintf(stderr, "samebits train: %s\n", env ? "out of memory" : err.msg);
+        rc = SB_EXIT_RUN;
         goto done;
     }
     if (resume && sb_trainer_restore(t, resume, &err) != SB_OK) {
@@ -262,9 +278,10 @@ int sb_cmd_train(int argc, char **argv) {
         }
     }
     if (!error) {
-        const char *keys[] = {"samebits.run_id", "samebits.suite", "samebits.blas"};
-        const char *vals[] = {id, s->name, sb_blas_info()};
-        if (sb_trainer_save(t, ckpt, force, 3, keys, vals, &err) != SB_OK) {
+        const char *keys[] = {"samebits.run_id", "samebits.suite", "samebits.blas",
+                               "samebits.environment"};
+        const char *vals[] = {id, s->name, sb_blas_info(), env_text};
+        if (sb_trainer_save(t, ckpt, force, 4, keys, vals, &err) != SB_OK) {
             fprintf(stderr, "samebits train: %s\n", err.msg);
             rc = SB_EXIT_RUN;
             goto done;
@@ -272,7 +289,7 @@ int sb_cmd_train(int argc, char **argv) {
     }
     sb_error werr = {0};
     if (write_run_json(runjson, t, id, s, &c, repeat, status, error, first, sb_trainer_steps_done(t),
-                       losses, n, secs, resume, force, &werr) != SB_OK) {
+                       losses, n, secs, resume, env, force, &werr) != SB_OK) {
         fprintf(stderr, "samebits train: %s\n", werr.msg);
         rc = SB_EXIT_RUN;
         goto done;
@@ -286,6 +303,8 @@ int sb_cmd_train(int argc, char **argv) {
            n > 0 ? (double)losses[n - 1] : NAN, secs, ckpt);
     rc = SB_EXIT_OK;
 done:
+    free(env_text);
+    cJSON_Delete(env);
     free(losses);
     sb_trainer_free(t);
     sb_suite_free(s);

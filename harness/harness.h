@@ -10,6 +10,7 @@
 
 #include "attrib.h"
 #include "diff.h"
+#include "fingerprint.h"
 #include "suite.h"
 
 enum { SB_EXIT_OK = 0, SB_EXIT_DRIFT = 1, SB_EXIT_USAGE = 2, SB_EXIT_RUN = 3 };
@@ -77,6 +78,19 @@ typedef struct sb_comparison {
      * changes ok or pass. */
     sb_attribution *attrib;
     char attribution_error[512];
+    /* Baseline comparisons only: the run's environment fingerprint (its
+     * run.json "environment") against the baseline's (the manifest's cell,
+     * else its top level). env_compared is 1 when both were there; then
+     * env_diff (owned, freed by sb_check_results_free) lists the fields that
+     * can change bits for the run's backend and differ (n_env_diff of
+     * them); else env_note says what was missing. used_fallback: the
+     * environments differ and the check's "fallback" tolerance was used
+     * instead of its "expect". */
+    int env_compared;
+    int n_env_diff;
+    sb_fp_diff *env_diff;
+    char env_note[512];
+    int used_fallback;
 } sb_comparison;
 
 typedef enum sb_check_status { SB_CHECK_PASS = 0, SB_CHECK_FAIL = 1, SB_CHECK_ERROR = 2 } sb_check_status;
@@ -87,7 +101,9 @@ typedef struct sb_check_result {
     sb_check_status status;
     int n;                   /* comparisons */
     sb_comparison *cmp;
-    char message[512];       /* for error: why */
+    char message[1024];      /* for error: why; for a baseline check whose baseline comes
+                                from another environment: which fields differ (and, when
+                                used, that the fallback tolerance was) */
 } sb_check_result;
 
 /* Evaluates every check of the suite on the finished runs. baselines_dir is
@@ -116,6 +132,17 @@ void sb_default_baselines_dir(const char *suite_path, char *out, size_t n);
  * SHA-256 as blessed). SB_OK, or an error naming the file and what differs. */
 sb_status sb_baseline_verify(const char *baselines_dir, const char *suite, const char *cell,
                              sb_error *err);
+/* The environment fingerprint a baseline cell's run had: the manifest's
+ * cells.<cell>.environment (the top-level "environment" is the blessing
+ * process's, for readers only). *out is a new object (cJSON_Delete it), or
+ * NULL when the cell records none (blessed before fingerprints). SB_OK, or
+ * an error naming the file. */
+/* The "environment" of a finished run: RUN_DIR/run.json's. *out is a new
+ * object (cJSON_Delete it), or NULL when run.json records none. SB_OK, or an
+ * error naming the file (missing, malformed). */
+sb_status sb_run_environment(const char *run_dir, cJSON **out, sb_error *err);
+sb_status sb_baseline_environment(const char *baselines_dir, const char *suite, const char *cell,
+                                  cJSON **out, sb_error *err);
 
 /* ---- small shared helpers (util.c) ---- */
 double sb_now(void);                              /* monotonic seconds */

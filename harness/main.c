@@ -4,6 +4,7 @@
  * baseline.c / bench.c) and returns the process exit code (harness.h).
  */
 #include "harness.h"
+#include "report.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,9 @@ static void usage(FILE *f) {
             "  inspect FILE         header, metadata and per-tensor stats of a safetensors file\n"
             "  trace-diff A B       where two runs' traces part ways: first divergence, sources\n"
             "  bless SUITE.json     write the suite's baselines\n"
+            "  report RESULTS_DIR   (re)write junit.xml, report.html and report.md of a results folder\n"
             "  bench                training steps/s of the reference MLPs\n"
+            "  env                  the environment fingerprint (what can change bits), warnings first\n"
             "\n"
             "Run 'samebits <command> --help' for a command's options.\n"
             "exit: 0 pass, 1 drift (a check failed), 2 bad input or usage, 3 a run failed\n");
@@ -45,7 +48,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return sb_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "trace-diff")) return sb_cmd_trace_diff(argc - 1, argv + 1);
     if (!strcmp(cmd, "bless")) return sb_cmd_bless(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return sb_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return sb_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "env")) return sb_cmd_env(argc - 1, argv + 1);
     fprintf(stderr, "samebits: unknown command '%s'\n", cmd);
     usage(stderr);
     return SB_EXIT_USAGE;

@@ -346,7 +346,7 @@ static const cJSON *member(const cJSON *obj, const char *key) {
 
 static const char *const AXIS_SINGULAR[SB_AXIS_COUNT] = {"seed", "backend", "mode", "threads"};
 static const char *const AXIS_PLURAL[SB_AXIS_COUNT] = {"seeds", "backends", "modes", "threads"};
-static const char *const MODE_NAMES[] = {"deterministic", "fast"};
+static const char *const MODE_NAMES[] = {"deterministic", "fast", "canonical"};
 
 const char *sb_axis_name(sb_axis a) {
     return (unsigned)a < SB_AXIS_COUNT ? AXIS_SINGULAR[a] : "?";
@@ -912,7 +912,7 @@ static sb_status parse_where(const parser *p, const cJSON *v, const char *path, 
 static sb_status parse_check(const parser *p, const cJSON *v, const char *path, const sb_suite *s,
                              int index, sb_check *ch) {
     static const key_spec keys[] = {
-        {"name", 1}, {"kind", 1}, {"axis", 0}, {"expect", 1}, {"where", 0}};
+        {"name", 1}, {"kind", 1}, {"axis", 0}, {"expect", 1}, {"where", 0}, {"fallback", 0}};
     /* in sb_check_kind order */
     static const char *const kinds[] = {"repeatable", "cross", "baseline"};
     char sub[PATH_LEN];
@@ -964,6 +964,25 @@ static sb_status parse_check(const parser *p, const cJSON *v, const char *path, 
 
     path_key(sub, path, "expect");
     if ((st = parse_expect(p, member(v, "expect"), sub, &ch->expect)) != SB_OK) return st;
+
+    /* fallback: a tolerance (never "bitwise") for a baseline from another
+     * environment */
+    x = member(v, "fallback");
+    path_key(sub, path, "fallback");
+    ch->has_fallback = 0;
+    memset(&ch->fallback, 0, sizeof ch->fallback);
+    if (x && ch->kind != SB_CHECK_BASELINE)
+        return fail(p, SB_ERR_FORMAT, sub, "only for baseline checks");
+    if (x) {
+        if (!cJSON_IsObject(x)) {
+            char got[96];
+            describe(x, got, sizeof got);
+            return fail(p, cJSON_IsString(x) ? SB_ERR_ARG : SB_ERR_FORMAT, sub,
+                        "expected an object with atol, rtol and/or ulp, got %s", got);
+        }
+        if ((st = parse_expect(p, x, sub, &ch->fallback)) != SB_OK) return st;
+        ch->has_fallback = 1;
+    }
 
     memset(&ch->where, 0, sizeof ch->where);
     if ((x = member(v, "where")) != NULL) {

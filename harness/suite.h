@@ -26,6 +26,7 @@
  *       {"name": "backends-agree", "kind": "cross", "axis": "backends",
  *        "expect": {"atol": 1e-5, "rtol": 1e-4}},
  *       {"name": "baseline", "kind": "baseline", "expect": "bitwise",
+ *        "fallback": {"atol": 1e-5},          // baseline checks only, optional
  *        "where": {"backend": "ref"}}
  *     ]
  *   }
@@ -40,6 +41,9 @@
  * Required: name, model.kind, data.kind/samples/features/classes, train.steps/
  * batch/optimizer, optimizer name and lr, checks (non-empty), and for each
  * check name, kind, expect, and axis for cross checks (only for them).
+ * "fallback" (baseline checks only, optional) is an object like expect's
+ * ({atol, rtol, ulp}, at least one): the tolerance used instead of expect
+ * when the baseline comes from another environment (fingerprint.h).
  * Optimizer fields of the other optimizer are errors; the run config holds 0
  * for them.
  *
@@ -104,6 +108,11 @@ typedef struct sb_check {
     sb_check_kind kind;
     sb_axis axis;            /* SB_CHECK_CROSS only */
     sb_tolerance expect;
+    /* Baseline checks only ("fallback" in the suite): the tolerance used
+     * instead of expect when the baseline's environment fingerprint differs
+     * from the run's in a field that can change bits. */
+    int has_fallback;
+    sb_tolerance fallback;
     sb_where where;
 } sb_check;
 

@@ -4,7 +4,8 @@
  * Not here: evaluating anything; this file only renders results. The one
  * thing it reads itself is each run's trace.sbt, for the ops its --recheck
  * flagged ("nondeterministic_ops"); drift attribution of comparisons comes
- * ready-made from checks.c.
+ * ready-made from checks.c. The top-level "environment" is this (the
+ * harness's) process's fingerprint; each run's own is in its run.json.
  */
 #include "harness.h"
 
@@ -52,6 +53,26 @@ static void add_recheck_json(cJSON *o, const sb_run_result *r) {
     sb_trace_free(t);
 }
 
+/* The environment keys of a baseline comparison: "environment_differs"
+ * (fields that can change bits, baseline vs run) when both sides record an
+ * environment, else "environment_note"; and, when it was evaluated, which
+ * tolerance it used ("expect_used": "expect" or "fallback"). */
+static void add_environment_json(cJSON *x, const sb_comparison *c) {
+    if (c->env_compared) {
+        cJSON *d = cJSON_AddArrayToObject(x, "environment_differs");
+        for (int i = 0; i < c->n_env_diff; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "field", c->env_diff[i].field);
+            cJSON_AddStringToObject(o, "baseline", c->env_diff[i].a);
+            cJSON_AddStringToObject(o, "run", c->env_diff[i].b);
+            cJSON_AddItemToArray(d, o);
+        }
+    } else if (c->env_note[0]) {
+        cJSON_AddStringToObject(x, "environment_note", c->env_note);
+    }
+    if (c->ok) cJSON_AddStringToObject(x, "expect_used", c->used_fallback ? "fallback" : "expect");
+}
+
 /* A finite number, or null (JSON has no NaN/Inf). */
 static cJSON *num_or_null(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
@@ -60,8 +81,13 @@ static cJSON *num_or_null(double v) {
 sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_run_result *runs,
                            int n_runs, const sb_check_result *checks, int n_checks,
                            double seconds, int exit_code, sb_error *err) {
+    cJSON *env = sb_fingerprint_collect(NULL, err);
+    if (!env) return err ? err->status : SB_ERR_NOMEM;
     cJSON *root = cJSON_CreateObject();
-    if (!root) return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    if (!root) {
+        cJSON_Delete(env);
+        return sb_error_set(err, SB_ERR_NOMEM, "out of memory");
+    }
     cJSON_AddStringToObject(root, "schema", SB_SUMMARY_SCHEMA);
     cJSON_AddStringToObject(root, "suite", s->name);
     cJSON_AddStringToObject(root, "suite_sha256", s->sha256);
@@ -74,6 +100,7 @@ sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_
     cJSON_AddStringToObject(root, "finished_at", when);
     cJSON_AddNumberToObject(root, "seconds", seconds);
     cJSON_AddStringToObject(root, "blas", sb_blas_info());
+    cJSON_AddItemToObject(root, "environment", env);
     cJSON_AddNumberToObject(root, "exit_code", exit_code);
     const char *verdict = exit_code == 0 ? "pass" : exit_code == 1 ? "fail" : "error";
     cJSON_AddStringToObject(root, "verdict", verdict);
@@ -126,6 +153,8 @@ sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_
         if (r->check->kind == SB_CHECK_CROSS)
             cJSON_AddStringToObject(o, "axis", sb_axis_name(r->check->axis));
         cJSON_AddItemToObject(o, "expect", expect_json(&r->check->expect));
+        if (r->check->has_fallback)
+            cJSON_AddItemToObject(o, "fallback", expect_json(&r->check->fallback));
         cJSON_AddStringToObject(o, "status", sb_check_status_name(r->status));
         if (r->message[0]) cJSON_AddStringToObject(o, "message", r->message);
         cJSON *cmps = cJSON_AddArrayToObject(o, "comparisons");
@@ -153,10 +182,12 @@ sb_status sb_write_summary(const char *results_dir, const sb_suite *s, const sb_
                 else
                     cJSON_AddNullToObject(x, "worst_tensor");
                 if (c->attrib)
-                    sb_attribution_add_json(x, c->attrib, !r->check->expect.bitwise);
+                    sb_attribution_add_json(x, c->attrib,
+                                            c->used_fallback || !r->check->expect.bitwise);
                 else if (c->attribution_error[0])
                     cJSON_AddStringToObject(x, "attribution_error", c->attribution_error);
             }
+            if (r->check->kind == SB_CHECK_BASELINE) add_environment_json(x, c);
             cJSON_AddItemToArray(cmps, x);
         }
         cJSON_AddItemToArray(jc, o);
@@ -226,7 +257,7 @@ void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int
     int failed = 0;
     for (int c = 0; c < n_checks; c++) {
         const sb_check_result *r = &checks[c];
-        char expect[96], agree[32], worst[1024] = "";
+        char expect[96], agree[32], worst[2200] = "";
         sb_tolerance_str(&r->check->expect, expect, sizeof expect);
         int good = 0;
         const sb_comparison *w = NULL, *attributed = NULL;
@@ -249,6 +280,10 @@ void sb_print_verdict(FILE *f, const sb_suite *s, const sb_run_result *runs, int
                      "%s; %s vs %s: %s max_ulp %s max_abs %.3g (%llu/%llu differ)", src, w->a,
                      w->b, w->worst_tensor, u, w->max_abs, (unsigned long long)w->mismatched,
                      (unsigned long long)w->total);
+        }
+        if (r->status != SB_CHECK_ERROR && r->message[0]) { /* another environment */
+            size_t o = strlen(worst);
+            snprintf(worst + o, sizeof worst - o, "%s%s", o ? "; " : "", r->message);
         }
         const char *col = r->status == SB_CHECK_PASS ? green : r->status == SB_CHECK_FAIL ? red : yellow;
         if (r->status != SB_CHECK_PASS) failed++;

@@ -60,7 +60,8 @@ sb_backend *sb_backend_new(const char *name, const sb_backend_config *cfg, sb_er
                      name, SB_MAX_THREADS, cfg->threads);
         return NULL;
     }
-    if (cfg->mode != SB_MODE_DETERMINISTIC && cfg->mode != SB_MODE_FAST) {
+    if (cfg->mode != SB_MODE_DETERMINISTIC && cfg->mode != SB_MODE_FAST &&
+        cfg->mode != SB_MODE_CANONICAL) {
         sb_error_set(err, SB_ERR_ARG, "backend '%s': unknown determinism mode %d", name,
                      (int)cfg->mode);
         return NULL;
@@ -74,7 +75,8 @@ sb_backend *sb_backend_new(const char *name, const sb_backend_config *cfg, sb_er
     be->name = entry->name; /* static storage, outlives the caller's string */
     be->mode = cfg->mode;
     be->threads = cfg->threads;
-    /* perturb is a fast-mode test aid; deterministic mode keeps its promise */
+    /* perturb is a fast-mode test aid; deterministic and canonical modes keep
+     * their promise */
     be->perturb = (cfg->perturb && cfg->mode == SB_MODE_FAST) ? 1 : 0;
     if (entry->init(be, err) != SB_OK) {
         free(be);
@@ -95,6 +97,7 @@ const char *sb_mode_name(sb_mode m) {
     switch (m) {
     case SB_MODE_DETERMINISTIC: return "deterministic";
     case SB_MODE_FAST: return "fast";
+    case SB_MODE_CANONICAL: return "canonical";
     }
     return "unknown";
 }
@@ -107,6 +110,10 @@ int sb_mode_parse(const char *name, sb_mode *out) {
     }
     if (strcmp(name, "fast") == 0) {
         if (out) *out = SB_MODE_FAST;
+        return 0;
+    }
+    if (strcmp(name, "canonical") == 0) {
+        if (out) *out = SB_MODE_CANONICAL;
         return 0;
     }
     return -1;

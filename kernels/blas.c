@@ -91,10 +91,13 @@
  * may call OpenBLAS while the fast path runs (one backend serves one caller
  * thread at a time, below).
  *
+ * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
+ *
  * What it deliberately is not: a tuned CPU backend. Scheduling is simple,
  * small ops run on the calling thread only (the result does not depend on
  * that), and one backend instance serves one caller thread at a time.
  */
+#include "canonical.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -748,6 +751,8 @@ static uint64_t entropy_seed(void) {
 
 /* Called by sb_backend_new (backend.c) with a validated configuration. */
 sb_status sb_blas_init(sb_backend *be, sb_error *err) {
+    /* canonical mode is its own implementation, without OpenBLAS */
+    if (be->mode == SB_MODE_CANONICAL) return sb_blas_canonical_init(be, err);
     blas_ctx *cx = calloc(1, sizeof *cx);
     if (!cx) return sb_error_set(err, SB_ERR_NOMEM, "backend 'blas': out of memory");
     sb_backend_config ref_cfg = {.mode = SB_MODE_DETERMINISTIC, .threads = 1, .perturb = 0};

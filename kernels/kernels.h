@@ -5,7 +5,8 @@
  *   "ref"  — one thread, scalar C, a fixed order for every reduction, built with
  *            -ffp-contract=off. The oracle every other backend is tested against.
  *   "blas" — OpenBLAS SGEMM; every other op multithreaded in C over a pool whose
- *            size the run sets.
+ *            size the run sets. In canonical mode it does not call OpenBLAS at
+ *            all: its own GEMM (canonical_gemm*.c) follows the canonical order.
  *
  * Determinism modes (DESIGN.md §3):
  *   SB_MODE_DETERMINISTIC — same inputs, same thread count, same machine → same
@@ -16,6 +17,19 @@
  *            atomically added to the result in completion order, as GPU
  *            atomics do. On "ref" (one thread) fast is
  *            the same as deterministic: the oracle has one order only.
+ *   SB_MODE_CANONICAL — same inputs → same bits for ANY thread count, on
+ *            "ref" and on "blas", whichever SIMD path (scalar, AVX2, AVX-512)
+ *            "blas" runs, and by construction on any IEEE-754 device that
+ *            follows the order: every op's order is defined independently of
+ *            how the work is split (docs/canonical.md is the specification:
+ *            GEMM outputs are one fmaf chain over k = 0..K-1; reductions are a
+ *            fixed tree over 64-element blocks; expf/logf/tanhf are our own,
+ *            kernels/canonical_math.c, never libm). The bits differ from the
+ *            other modes' (FMA, another summation order, another tanh). NaN
+ *            results are NaN on every path, but their payload and sign are not
+ *            part of the promise. "blas" honours SB_CANONICAL_ISA
+ *            (scalar|avx2|avx512, default: the best the CPU has) — a test
+ *            switch that cannot change any result.
  *   perturb — a test aid (off by default): in fast mode, chunk partials are
  *            added in an order permuted from a per-run OS entropy source, so a
  *            difference between runs is guaranteed even on one thread.
@@ -34,11 +48,13 @@
 
 typedef enum sb_mode {
     SB_MODE_DETERMINISTIC = 0,
-    SB_MODE_FAST = 1
+    SB_MODE_FAST = 1,
+    SB_MODE_CANONICAL = 2
 } sb_mode;
 
 const char *sb_mode_name(sb_mode m);
-/* returns 0 and sets *out when name is "deterministic" or "fast"; -1 otherwise */
+/* returns 0 and sets *out when name is "deterministic", "fast" or
+ * "canonical"; -1 otherwise */
 int sb_mode_parse(const char *name, sb_mode *out);
 
 typedef enum sb_act { SB_ACT_RELU = 0, SB_ACT_TANH = 1, SB_ACT_GELU = 2 } sb_act;

@@ -20,11 +20,15 @@
  * (noted at each op), but PyTorch's CPU kernels use SIMD tanh/exp (SLEEF) and
  * FMA in some vector paths, so matching PyTorch's bits is not promised.
  *
+ * Canonical mode swaps in the canonical oracle (canonical_ops.c) for the ops
+ * with a reduction or a transcendental; see ref_canonical_vtable below.
+ *
  * Reentrancy: the ops keep no state (ctx is NULL), so they may be called
  * concurrently on disjoint memory. The "blas" backend relies on this: it runs
  * these very functions on disjoint ranges from its worker threads, which is
  * why its elementwise ops equal ref's bit for bit.
  */
+#include "canonical.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -454,12 +458,38 @@ static const sb_backend_i ref_vtable = {
     .destroy = ref_destroy,
 };
 
+/* Canonical mode (docs/canonical.md): the ops with a reduction or a
+ * transcendental take their canonical oracle from canonical_ops.c; the rest
+ * (memory, bias_add, xent_backward, SGD, dropout) are the loops above, whose
+ * result is already fixed by their formula. */
+static const sb_backend_i ref_canonical_vtable = {
+    .alloc = ref_alloc,
+    .free = ref_free,
+    .upload = ref_upload,
+    .download = ref_download,
+    .zero = ref_zero,
+    .gemm = sb_canon_ref_gemm,
+    .bias_add = ref_bias_add,
+    .bias_grad = sb_canon_ref_bias_grad,
+    .act_forward = sb_canon_ref_act_forward,
+    .act_backward = sb_canon_ref_act_backward,
+    .xent_forward = sb_canon_ref_xent_forward,
+    .xent_backward = ref_xent_backward,
+    .sgd_update = ref_sgd_update,
+    .adam_update = sb_canon_ref_adam_update,
+    .weight_grad = sb_canon_ref_weight_grad,
+    .dropout_forward = ref_dropout_forward,
+    .dropout_backward = ref_dropout_backward,
+    .destroy = ref_destroy,
+};
+
 /* Called by sb_backend_new (backend.c) with a validated configuration. The
- * oracle has one order only: fast mode computes exactly like deterministic
- * mode, it runs on one thread whatever was asked, and perturb has no effect. */
+ * oracle has one order per mode: fast mode computes exactly like
+ * deterministic mode, canonical mode follows docs/canonical.md; it runs on
+ * one thread whatever was asked, and perturb has no effect. */
 sb_status sb_ref_init(sb_backend *be, sb_error *err) {
     (void)err;
-    be->i = &ref_vtable;
+    be->i = be->mode == SB_MODE_CANONICAL ? &ref_canonical_vtable : &ref_vtable;
     be->ctx = NULL;
     be->threads = 1;
     be->perturb = 0;

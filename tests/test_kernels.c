@@ -1141,8 +1141,8 @@ static int backend_new_should_reject_unknown_names_and_bad_threads(void) {
 }
 
 static int mode_and_act_names_should_round_trip(void) {
-    const sb_mode ms[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST};
-    for (int k = 0; k < 2; k++) {
+    const sb_mode ms[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST, SB_MODE_CANONICAL};
+    for (int k = 0; k < 3; k++) {
         sb_mode m = (sb_mode)-1;
         CHECK(sb_mode_parse(sb_mode_name(ms[k]), &m) == 0 && m == ms[k], "mode %d", (int)ms[k]);
     }
@@ -1152,8 +1152,9 @@ static int mode_and_act_names_should_round_trip(void) {
         CHECK(sb_act_parse(sb_act_name(as[k]), &a) == 0 && a == as[k], "act %d", (int)as[k]);
     }
     CHECK(strcmp(sb_mode_name(SB_MODE_FAST), "fast") == 0, "fast");
+    CHECK(strcmp(sb_mode_name(SB_MODE_CANONICAL), "canonical") == 0, "canonical");
     CHECK(strcmp(sb_act_name(SB_ACT_GELU), "gelu") == 0, "gelu");
-    static const char *bad[] = {"", "Fast", "fast ", "determinism", "canonical", "softmax",
+    static const char *bad[] = {"", "Fast", "fast ", "determinism", "Canonical", "softmax",
                                 "RELU", "gelu_tanh"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         sb_mode m = SB_MODE_FAST;

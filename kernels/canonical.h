@@ -1,0 +1,157 @@
+/* canonical.h — the internal interface of the canonical determinism mode
+ * (SB_MODE_CANONICAL, kernels.h): the canonical math functions, the
+ * canonical summation tree, the canonical GEMM engine with its SIMD paths,
+ * and the op building blocks that "ref" and "blas" share.
+ *
+ * The specification of every op's order is docs/canonical.md; each function
+ * below repeats the part of it that it implements.
+ *
+ * What it is not: a public header. Only the kernels/ sources and the kernel tests
+ * include it; the engine and the harness see canonical mode only as
+ * SB_MODE_CANONICAL through the vtable.
+ */
+#ifndef SB_CANONICAL_H
+#define SB_CANONICAL_H
+
+#include "kernels.h"
+
+#include <math.h>
+#include <stddef.h>
+
+/* ====================================================================== */
+/* math (canonical_math.c): our own, never libm                           */
+/* ====================================================================== */
+
+float sb_canon_expf(float x);
+float sb_canon_logf(float x);
+float sb_canon_tanhf(float x);
+/* base^t for t >= 0 by binary exponentiation in double (Adam's 1 - beta^t) */
+double sb_canon_powi(double base, int t);
+
+/* ====================================================================== */
+/* the canonical sum (canonical_ops.c)                                    */
+/* ====================================================================== */
+
+/* Sum of n floats in the canonical order: blocks of SB_CANON_BLOCK
+ * consecutive elements (the last one shorter), each summed sequentially from
+ * +0.0f (s = s + x[i]); then the block sums p[0..nb) combined by the
+ * power-of-two tree:  for (s = 1; s < nb; s *= 2) for (i = 0; i + s < nb;
+ * i += 2*s) p[i] = p[i] + p[i + s];  the result is p[0] (+0.0f when n == 0).
+ * The shape depends on n only. */
+#define SB_CANON_BLOCK 64
+
+/* The tree, fed one block sum at a time (a binary counter: equal-size
+ * subtrees merge left + right as soon as both exist; sb_canon_tree_end folds
+ * what is left from the right). Gives exactly the loop above. */
+typedef struct sb_canon_tree {
+    float v[64];
+    unsigned char level[64];
+    int top;
+} sb_canon_tree;
+
+void sb_canon_tree_init(sb_canon_tree *t);
+void sb_canon_tree_push(sb_canon_tree *t, float block_sum);
+float sb_canon_tree_end(const sb_canon_tree *t);
+/* canonical sum of x[0], x[stride], ..., x[(n-1)*stride] */
+float sb_canon_sum(const float *x, size_t n, size_t stride);
+
+/* ====================================================================== */
+/* op building blocks (canonical_ops.c), on element or row ranges         */
+/* ====================================================================== */
+
+void sb_canon_act_forward(sb_act act, float *out, const float *inp, size_t n);
+void sb_canon_act_backward(sb_act act, float *dinp, const float *dout, const float *inp,
+                           size_t n);
+/* one row of softmax + cross-entropy; returns the row loss */
+float sb_canon_xent_row(float *probs, const float *logits, int32_t label, int C);
+void sb_canon_adam(float *w, float *m, float *v, const float *g, size_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, int t);
+
+/* The oracle entries of the "ref" backend in canonical mode (vtable
+ * signatures; canonical_ops.c). */
+void sb_canon_ref_gemm(sb_backend *be, int transA, int transB, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc);
+void sb_canon_ref_bias_grad(sb_backend *be, float *dbias, const float *dout, int B, int N);
+void sb_canon_ref_act_forward(sb_backend *be, sb_act act, float *out, const float *inp, size_t n);
+void sb_canon_ref_act_backward(sb_backend *be, sb_act act, float *dinp, const float *dout,
+                               const float *inp, size_t n);
+void sb_canon_ref_xent_forward(sb_backend *be, float *probs, float *loss, const float *logits,
+                               const int32_t *labels, int B, int C);
+void sb_canon_ref_adam_update(sb_backend *be, float *w, float *m, float *v, const float *g,
+                              size_t n, float lr, float beta1, float beta2, float eps,
+                              float weight_decay, int t);
+void sb_canon_ref_weight_grad(sb_backend *be, float *dW, const float *dout, const float *inp,
+                              int B, int N, int K);
+
+/* ====================================================================== */
+/* the GEMM engine (canonical_gemm.c, canonical_gemm_x86.c)               */
+/* ====================================================================== */
+
+typedef enum sb_canon_isa {
+    SB_CANON_ISA_SCALAR = 0,
+    SB_CANON_ISA_AVX2 = 1,   /* AVX2 + FMA */
+    SB_CANON_ISA_AVX512 = 2  /* AVX-512F */
+} sb_canon_isa;
+
+const char *sb_canon_isa_name(sb_canon_isa isa);
+int sb_canon_isa_supported(sb_canon_isa isa); /* 1 when this CPU (and OS) runs it */
+sb_canon_isa sb_canon_isa_best(void);
+/* The path SB_CANONICAL_ISA asks for (scalar|avx2|avx512), or the best one
+ * when it is unset or empty. Fails with SB_ERR_ARG on an unknown value or a
+ * path this CPU cannot run. */
+sb_status sb_canon_isa_from_env(sb_canon_isa *out, sb_error *err);
+
+/* A micro-kernel: the MR x NR tile W[r*ldw + c] (r < mr, c < nr) continues
+ * its accumulators over kc more steps: for k in 0..kc-1, for every (r, c):
+ *     acc[r][c] = fmaf(ap[k*mr + r], bp[k*nr + c], acc[r][c])
+ * starting from +0.0f when first, else from W. Each (r, c) is its own lane
+ * or register: nothing is ever added across k-chains. */
+typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, float *w,
+                                    size_t ldw, int first);
+typedef struct sb_canon_ukernel {
+    int mr, nr;
+    sb_canon_ukernel_fn fn;
+} sb_canon_ukernel;
+
+/* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32) kernels; NULL
+ * fn when not compiled for this target */
+sb_canon_ukernel sb_canon_ukernel_avx2(void);
+sb_canon_ukernel sb_canon_ukernel_avx512(void);
+
+typedef struct sb_canon_gemm {
+    int transA, transB, M, N, K;
+    float alpha;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+    float *C;
+    int ldc;
+} sb_canon_gemm;
+
+/* Per-thread packing buffers (fixed size, independent of the problem). */
+typedef struct sb_canon_ws sb_canon_ws;
+sb_canon_ws *sb_canon_ws_new(void); /* NULL when out of memory */
+void sb_canon_ws_free(sb_canon_ws *ws);
+
+/* Computes C[m0:m1, n0:n1] of g in the canonical order (C = alpha*acc +
+ * beta*C per element, acc the fmaf chain over k = 0..K-1 from +0.0f). Any
+ * split of C into regions gives the same bits. */
+void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int m1, int n0, int n1,
+                          sb_canon_ws *ws);
+
+/* How blas splits C among up to max_parts workers: the number of parts, and
+ * part p's region. Only the speed depends on this. */
+int sb_canon_gemm_nparts(const sb_canon_gemm *g, int max_parts);
+void sb_canon_gemm_part(const sb_canon_gemm *g, int p, int nparts, int *m0, int *m1, int *n0,
+                        int *n1);
+
+/* ====================================================================== */
+/* the blas backend in canonical mode (blas_canonical.c)                  */
+/* ====================================================================== */
+
+sb_status sb_blas_canonical_init(sb_backend *be, sb_error *err);
+
+#endif /* SB_CANONICAL_H */

@@ -1,0 +1,15 @@
+# Tests of canonical mode (kernels/canonical*.c, docs/canonical.md): the math
+# functions against double libm, the summation tree against its documented
+# loop, ref == blas bitwise on every SIMD path and thread count 1..8 for
+# every op, and the canonical GEMM's error next to OpenBLAS's.
+sb_add_test_exe(test_canonical
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_canonical.c
+  LIBS sb_kernels
+  CASES
+    canonical_math_should_stay_within_its_ulp_bounds_of_double_libm
+    canonical_math_should_follow_c99_for_special_values
+    canonical_sum_should_equal_the_documented_strided_tree_for_every_length
+    canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_ops_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_gemm_error_should_be_no_worse_than_openblas
+    canonical_isa_switch_should_reject_unknown_values)
