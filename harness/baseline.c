@@ -2,7 +2,7 @@
  * check that a stored baseline is the one that was blessed.
  *
  * Layout: BASELINES/<suite>/manifest.json and BASELINES/<suite>/<cell>/
- * weights.safetensors for every cell that a baseline check of the suite
+ * weights.safetensors (and the run's trace.sbt) for every cell that a baseline check of the suite
  * covers (repeat 0 of that cell). The manifest (schema samebits.baseline/1)
  * records the suite's SHA-256, each cell's config, run id, the file's SHA-256,
  * the weights digest and every tensor's dtype, shape and SHA-256, and the
@@ -361,6 +361,21 @@ int sb_cmd_bless(int argc, char **argv) {
         cJSON_AddStringToObject(c, "sha256", fhex);
         cJSON_AddStringToObject(c, "weights_sha256", whex);
         cJSON_AddItemToObject(c, "tensors", tensors);
+        /* the run's trace too, when it has one: later failures against this
+         * baseline can then be attributed op by op */
+        char tsrc[2100], tdst[2100], thex[65];
+        snprintf(tsrc, sizeof tsrc, "%s/runs/%s/trace.sbt", rdir, want[i].id);
+        snprintf(tdst, sizeof tdst, "%s/trace.sbt", dst_dir);
+        if (sb_path_exists(tsrc)) {
+            if (sb_copy_file(tsrc, tdst, &err) != SB_OK || sb_sha256_file(tdst, thex, &err) != SB_OK) {
+                fprintf(stderr, "samebits bless: %s\n", err.msg);
+                goto done;
+            }
+            snprintf(rel, sizeof rel, "%s/trace.sbt", want[i].cell);
+            cJSON *tr = cJSON_AddObjectToObject(c, "trace");
+            cJSON_AddStringToObject(tr, "path", rel);
+            cJSON_AddStringToObject(tr, "sha256", thex);
+        }
         cJSON *renv = NULL;
         char run_dir[2048];
         snprintf(run_dir, sizeof run_dir, "%s/runs/%s", rdir, want[i].id);

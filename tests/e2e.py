@@ -158,6 +158,8 @@ def bless_should_write_a_manifest_and_refuse_to_overwrite(tmp):
     check(man["cells"][cell]["sha256"] == sha256(w), "manifest sha256 differs from the file")
     check("fc1.weight" in man["cells"][cell]["tensors"], "manifest lacks per-tensor hashes")
     check(man["cells"][cell]["config"]["seed"] == "3", "manifest lacks the config")
+    tr = os.path.join(bdir, "blessme", cell, "trace.sbt")
+    check(man["cells"][cell]["trace"]["sha256"] == sha256(tr), "manifest lacks the trace's sha256")
     before = sha256(w)
     p = run("bless", path, "--baselines", bdir, cwd=tmp, expect=2)
     check("--force" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
@@ -198,6 +200,12 @@ def baseline_check_should_fail_when_training_changes(tmp):
     check(not x["bitwise_equal"] and x["max_abs"] > 1e-7 and x["mismatched"] > 0,
           f"comparison: {x}")
     check("baseline:seed3-blas-deterministic-t2" == x["b"], f"b = {x['b']}")
+    # the baseline keeps its run's trace, so the regression is attributed: the
+    # learning rate changed, so the first op whose inputs agree and outputs
+    # differ is the optimizer's update at step 1
+    fd = x.get("first_divergence")
+    check(fd and fd["op"] == "sgd/update" and fd["stage"] == "optimizer" and fd["step"] == 1
+          and fd["kind"] == "source", f"first divergence against the baseline: {fd}")
 
 
 def missing_baseline_should_be_an_error_not_a_pass(tmp):
