@@ -59,7 +59,10 @@ static const char *const ENV_NAMES[] = {
     "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_ORDER",
     "NVIDIA_TF32_OVERRIDE", "NCCL_ALGO", "NCCL_PROTO", "TF_DETERMINISTIC_OPS",
     "TF_CUDNN_DETERMINISTIC", "TF_ENABLE_ONEDNN_OPTS", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-    "XLA_FLAGS", "PYTHONHASHSEED", "LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES"};
+    "XLA_FLAGS", "PYTHONHASHSEED", "LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES",
+    /* samebits' own: which SIMD path canonical mode takes (recorded, though by
+     * construction it cannot change the bits) */
+    "SB_CANONICAL_ISA"};
 static int env_wanted(const char *name, size_t len) {
     char buf[256];
     if (len == 0 || len >= sizeof buf) return 0;
