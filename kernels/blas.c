@@ -91,12 +91,17 @@
  * may call OpenBLAS while the fast path runs (one backend serves one caller
  * thread at a time, below).
  *
+ * Convolution and pooling are in blas_conv.c (im2col + this backend's gemm;
+ * fast mode's unordered conv weight/bias gradients use the work queue,
+ * atomic adds and tile locks below, exported through blas_internal.h).
+ *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
  * What it deliberately is not: a tuned CPU backend. Scheduling is simple,
  * small ops run on the calling thread only (the result does not depend on
  * that), and one backend instance serves one caller thread at a time.
  */
+#include "blas_internal.h"
 #include "canonical.h"
 #include "kernels.h"
 #include "threadpool.h"
@@ -113,7 +118,7 @@
 #define DET_CHUNK_ROWS 64  /* deterministic: rows per chunk of a batch reduction */
 #define FAST_CHUNK_ROWS 4  /* fast: rows per work-queue item */
 #define WG_CHUNK_ROWS 8    /* fast weight_grad: batch rows per work-queue item */
-#define WG_MAX_WORKERS 32  /* fast weight_grad: most workers calling SGEMM at once */
+#define WG_MAX_WORKERS SB_BLAS_MAX_SGEMM_WORKERS /* fast weight_grad: most SGEMM callers */
 #define COL_TILE 64        /* columns summed together, for memory locality only */
 #define SERIAL_BELOW 16384 /* elementwise ops on fewer elements run on the caller */
 
@@ -130,6 +135,7 @@ typedef struct blas_ctx {
     size_t *wg_cap;     /* [pool size] floats allocated in wg_scratch[w] */
     unsigned char *wg_locks; /* fast weight_grad: one spin lock per tile of dW */
     size_t wg_locks_cap;
+    sb_blas_conv *conv; /* conv/pool scratch (blas_conv.c) */
 } blas_ctx;
 
 static blas_ctx *ctx_of(sb_backend *be) { return (blas_ctx *)be->ctx; }
@@ -184,10 +190,7 @@ static size_t gcd(size_t a, size_t b) {
 
 /* The fast-mode work queue: chunk k taken from the counter is chunk
  * (mul*k + add) mod n; identity unless perturb is on. */
-typedef struct work_queue {
-    atomic_size_t next;
-    size_t n, mul, add;
-} work_queue;
+typedef sb_blas_queue work_queue; /* blas_internal.h */
 
 static void queue_init(blas_ctx *cx, work_queue *q, size_t nchunks, int perturb) {
     atomic_init(&q->next, 0);
@@ -208,6 +211,45 @@ static size_t queue_take(work_queue *q) {
     if (k >= q->n) return (size_t)-1;
     /* mul, k, add < n <= B < 2^31 (B is an int), so mul*k + add < 2^63 */
     return (q->mul * k + q->add) % q->n;
+}
+
+/* The helpers blas_conv.c shares (blas_internal.h). */
+void sb_blas_queue_init(sb_backend *be, sb_blas_queue *q, size_t nchunks) {
+    queue_init(ctx_of(be), q, nchunks, be->perturb);
+}
+size_t sb_blas_queue_take(sb_blas_queue *q) { return queue_take(q); }
+void sb_blas_atomic_add(float *dst, float v) { atomic_add_float(dst, v); }
+sb_blas_conv *sb_blas_conv_of_fast(sb_backend *be) { return ctx_of(be)->conv; }
+
+unsigned char *sb_blas_tile_locks(sb_backend *be, size_t floats) {
+    blas_ctx *cx = ctx_of(be);
+    size_t tiles = (floats + SB_BLAS_TILE - 1) / SB_BLAS_TILE;
+    if (tiles > cx->wg_locks_cap) {
+        unsigned char *l = realloc(cx->wg_locks, tiles);
+        if (!l) return NULL;
+        cx->wg_locks = l;
+        cx->wg_locks_cap = tiles;
+    }
+    if (tiles) memset(cx->wg_locks, 0, tiles);
+    return cx->wg_locks;
+}
+
+void sb_blas_locked_add(float *dst, const float *part, size_t n, unsigned char *locks,
+                        size_t start) {
+    if (locks) {
+        size_t tiles = (n + SB_BLAS_TILE - 1) / SB_BLAS_TILE, t0 = start / SB_BLAS_TILE;
+        for (size_t tt = 0; tt < tiles; tt++) {
+            size_t tile = (t0 + tt) % tiles;
+            size_t lo = tile * SB_BLAS_TILE, hi = lo + SB_BLAS_TILE < n ? lo + SB_BLAS_TILE : n;
+            while (__atomic_test_and_set(&locks[tile], __ATOMIC_ACQUIRE)) {
+            }
+            for (size_t i = lo; i < hi; i++) dst[i] = dst[i] + part[i];
+            __atomic_clear(&locks[tile], __ATOMIC_RELEASE);
+        }
+    } else {
+        for (size_t i = start; i < n; i++) atomic_add_float(&dst[i], part[i]);
+        for (size_t i = 0; i < start && i < n; i++) atomic_add_float(&dst[i], part[i]);
+    }
 }
 
 /* ====================================================================== */
@@ -546,7 +588,7 @@ static void blas_xent_forward(sb_backend *be, float *probs, float *loss, const f
 /* weight_grad: dW[N,K] = dout[B,N]^T · inp[B,K], a reduction over B      */
 /* ====================================================================== */
 
-#define WG_TILE 2048 /* fast weight_grad: floats of dW under one lock */
+#define WG_TILE SB_BLAS_TILE /* fast weight_grad: floats of dW under one lock */
 
 typedef struct wgrad_job {
     blas_ctx *cx;
@@ -595,25 +637,11 @@ static void wgrad_fast_worker(void *arg, int w, int nw) {
              * for the same cache lines (every element still gets every
              * chunk's partial exactly once) */
             size_t start = nk / (size_t)nw * (size_t)w;
-            if (j->locks) {
-                /* tile by tile under the tile's spin lock: per element the
-                 * chunks' partials land in the order workers get the lock —
-                 * the completion order, as with per-element atomics, at a
-                 * fraction of their cost */
-                size_t tiles = (nk + WG_TILE - 1) / WG_TILE, t0 = start / WG_TILE;
-                for (size_t tt = 0; tt < tiles; tt++) {
-                    size_t tile = (t0 + tt) % tiles;
-                    size_t lo = tile * WG_TILE, hi = lo + WG_TILE < nk ? lo + WG_TILE : nk;
-                    while (__atomic_test_and_set(&j->locks[tile], __ATOMIC_ACQUIRE)) {
-                    }
-                    float *d = j->dW;
-                    for (size_t i = lo; i < hi; i++) d[i] = d[i] + part[i];
-                    __atomic_clear(&j->locks[tile], __ATOMIC_RELEASE);
-                }
-            } else {
-                for (size_t i = start; i < nk; i++) atomic_add_float(&j->dW[i], part[i]);
-                for (size_t i = 0; i < start; i++) atomic_add_float(&j->dW[i], part[i]);
-            }
+            /* tile by tile under the tile's spin lock: per element the
+             * chunks' partials land in the order workers get the lock —
+             * the completion order, as with per-element atomics, at a
+             * fraction of their cost */
+            sb_blas_locked_add(j->dW, part, nk, j->locks, start);
         } else {
             for (size_t n = 0; n < N; n++) {
                 for (size_t k = 0; k < K; k++) {
@@ -643,18 +671,7 @@ static void blas_weight_grad(sb_backend *be, float *dW, const float *dout, const
     wgrad_job j = {.cx = cx, .dW = dW, .dout = dout, .inp = inp,
                    .B = (size_t)B, .N = (size_t)N, .K = (size_t)K};
     cx->ref->i->zero(cx->ref, dW, (size_t)N * (size_t)K);
-    size_t tiles = ((size_t)N * (size_t)K + WG_TILE - 1) / WG_TILE;
-    if (tiles > cx->wg_locks_cap) {
-        unsigned char *l = realloc(cx->wg_locks, tiles);
-        if (l) {
-            cx->wg_locks = l;
-            cx->wg_locks_cap = tiles;
-        }
-    }
-    if (tiles <= cx->wg_locks_cap) {
-        memset(cx->wg_locks, 0, tiles);
-        j.locks = cx->wg_locks;
-    }
+    j.locks = sb_blas_tile_locks(be, (size_t)N * (size_t)K);
     queue_init(cx, &j.q, ((size_t)B + WG_CHUNK_ROWS - 1) / WG_CHUNK_ROWS, be->perturb);
     /* OpenBLAS on one thread while our workers call it; restored once they
      * have all returned (sb_pool_run is a barrier). */
@@ -700,6 +717,7 @@ static void blas_destroy(sb_backend *be) {
     if (!cx) return;
     sb_pool_free(cx->pool);
     sb_backend_free(cx->ref);
+    sb_blas_conv_free(cx->conv);
     free(cx->partials);
     free(cx->wg_locks);
     if (cx->wg_scratch)
@@ -728,6 +746,12 @@ static const sb_backend_i blas_vtable = {
     .weight_grad = blas_weight_grad,
     .dropout_forward = blas_dropout_forward,
     .dropout_backward = blas_dropout_backward,
+    .conv2d_forward = sb_blas_conv2d_forward,
+    .conv2d_backward = sb_blas_conv2d_backward,
+    .maxpool2d_forward = sb_blas_maxpool2d_forward,
+    .maxpool2d_backward = sb_blas_maxpool2d_backward,
+    .avgpool2d_forward = sb_blas_avgpool2d_forward,
+    .avgpool2d_backward = sb_blas_avgpool2d_backward,
     .destroy = blas_destroy,
 };
 
@@ -762,7 +786,8 @@ sb_status sb_blas_init(sb_backend *be, sb_error *err) {
     if (!cx->pool) goto fail;
     cx->wg_scratch = calloc((size_t)be->threads, sizeof *cx->wg_scratch);
     cx->wg_cap = calloc((size_t)be->threads, sizeof *cx->wg_cap);
-    if (!cx->wg_scratch || !cx->wg_cap) {
+    cx->conv = sb_blas_conv_new(cx->pool, cx->ref);
+    if (!cx->wg_scratch || !cx->wg_cap || !cx->conv) {
         sb_error_set(err, SB_ERR_NOMEM, "backend 'blas': out of memory");
         goto fail;
     }
@@ -773,6 +798,7 @@ sb_status sb_blas_init(sb_backend *be, sb_error *err) {
     return SB_OK;
 
 fail:
+    sb_blas_conv_free(cx->conv);
     sb_pool_free(cx->pool);
     sb_backend_free(cx->ref);
     free(cx->wg_scratch);

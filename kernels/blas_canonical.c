@@ -15,6 +15,9 @@
  *                      sequentially from +0.0f; the calling thread then feeds
  *                      the block sums, in block order, to the canonical
  *                      tree and divides by B.
+ *   conv2d, pooling    blas_conv.c: im2col + canon_gemm (each element one
+ *                      fmaf chain, docs/canonical.md §3.3); pooling on plane
+ *                      ranges with ref's loops.
  *   everything else    elementwise: one contiguous element (or row) range per
  *                      worker, running the same scalar function ref runs.
  * No OpenBLAS call is made in this mode.
@@ -26,6 +29,7 @@
  * What it is not: the deterministic/fast "blas" backend (blas.c), which
  * uses OpenBLAS and promises less.
  */
+#include "blas_internal.h"
 #include "canonical.h"
 #include "threadpool.h"
 
@@ -42,9 +46,12 @@ typedef struct canon_ctx {
     sb_canon_ws **ws;    /* [threads]; slot w only touched by worker w; ws[0] always set */
     float *partials;     /* xent_forward block sums */
     size_t partials_cap;
+    sb_blas_conv *conv;  /* conv/pool scratch (blas_conv.c) */
 } canon_ctx;
 
 static canon_ctx *cx_of(sb_backend *be) { return (canon_ctx *)be->ctx; }
+
+sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be) { return cx_of(be)->conv; }
 
 static void split_range(size_t n, int w, int nw, size_t *lo, size_t *hi) {
     size_t q = n / (size_t)nw, r = n % (size_t)nw, uw = (size_t)w;
@@ -344,6 +351,7 @@ static void canon_zero(sb_backend *be, float *x, size_t n) {
 static void canon_destroy(sb_backend *be) {
     canon_ctx *cx = cx_of(be);
     if (!cx) return;
+    sb_blas_conv_free(cx->conv);
     sb_pool_free(cx->pool);
     sb_backend_free(cx->ref);
     if (cx->ws)
@@ -372,6 +380,12 @@ static const sb_backend_i canon_vtable = {
     .weight_grad = canon_weight_grad,
     .dropout_forward = canon_dropout_forward,
     .dropout_backward = canon_dropout_backward,
+    .conv2d_forward = sb_blas_conv2d_forward, /* im2col + the canonical GEMM */
+    .conv2d_backward = sb_blas_conv2d_backward,
+    .maxpool2d_forward = sb_blas_maxpool2d_forward,
+    .maxpool2d_backward = sb_blas_maxpool2d_backward,
+    .avgpool2d_forward = sb_blas_avgpool2d_forward,
+    .avgpool2d_backward = sb_blas_avgpool2d_backward,
     .destroy = canon_destroy,
 };
 
@@ -388,7 +402,8 @@ sb_status sb_blas_canonical_init(sb_backend *be, sb_error *err) {
     cx->nws = be->threads;
     cx->ws = calloc((size_t)be->threads, sizeof *cx->ws);
     if (cx->ws) cx->ws[0] = sb_canon_ws_new();
-    if (!cx->ws || !cx->ws[0]) {
+    cx->conv = sb_blas_conv_new(cx->pool, cx->ref);
+    if (!cx->ws || !cx->ws[0] || !cx->conv) {
         sb_error_set(err, SB_ERR_NOMEM, "backend 'blas': out of memory");
         goto fail;
     }

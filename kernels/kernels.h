@@ -69,6 +69,37 @@ typedef struct sb_backend_config {
 
 typedef struct sb_backend sb_backend;
 
+/* Shapes of the convolution and pooling ops (NCHW, row-major, contiguous).
+ * Output sizes follow PyTorch (floor, no ceil_mode, no dilation, no groups):
+ *   out_h = (h + 2*pad_h - kh) / stride_h + 1,  out_w likewise.
+ * Valid shapes (SB_ASSERT otherwise): n >= 0; c/cin/cout, h, w, kh, kw,
+ * strides >= 1; pads >= 0; out_h, out_w >= 1; for pooling also
+ * pad <= kernel/2 in each dimension (PyTorch's rule: every window then holds
+ * at least one element of the input). */
+typedef struct sb_conv2d_shape {
+    int n, cin, h, w; /* input [n, cin, h, w] */
+    int cout, kh, kw; /* weight [cout, cin, kh, kw], bias [cout] */
+    int stride_h, stride_w, pad_h, pad_w;
+} sb_conv2d_shape;
+
+typedef struct sb_pool2d_shape {
+    int n, c, h, w; /* input [n, c, h, w]; output [n, c, out_h, out_w] */
+    int kh, kw, stride_h, stride_w, pad_h, pad_w;
+} sb_pool2d_shape;
+
+static inline int sb_conv2d_out_h(const sb_conv2d_shape *s) {
+    return (s->h + 2 * s->pad_h - s->kh) / s->stride_h + 1;
+}
+static inline int sb_conv2d_out_w(const sb_conv2d_shape *s) {
+    return (s->w + 2 * s->pad_w - s->kw) / s->stride_w + 1;
+}
+static inline int sb_pool2d_out_h(const sb_pool2d_shape *s) {
+    return (s->h + 2 * s->pad_h - s->kh) / s->stride_h + 1;
+}
+static inline int sb_pool2d_out_w(const sb_pool2d_shape *s) {
+    return (s->w + 2 * s->pad_w - s->kw) / s->stride_w + 1;
+}
+
 /* The vtable. Every entry is required unless marked optional. */
 typedef struct sb_backend_i {
     /* ---- memory ---- */
@@ -133,6 +164,84 @@ typedef struct sb_backend_i {
                             size_t n, float scale);
     void (*dropout_backward)(sb_backend *be, float *dinp, const float *dout, const float *mask,
                              size_t n, float scale);
+
+    /* ---- convolution and pooling (kernels/ref_conv.c, blas_conv.c,
+     * canonical_conv.c; shapes above; OH, OW are the output sizes). The
+     * padding is zeros: a padded position enters every sum of the conv as a
+     * term w*0.0f (so an infinite weight meeting padding gives NaN, as in
+     * PyTorch); pooling skips padded positions. ---- */
+
+    /* out[n,co,oy,ox] = acc + bias[co] (bias NULL: out = acc), overwriting
+     * out [n,cout,OH,OW], with acc = sum over (ci, ky, kx) of
+     * weight[co,ci,ky,kx] * inp[n,ci,oy*stride_h-pad_h+ky, ox*stride_w-pad_w+kx].
+     * Order of acc, per output element:
+     *   ref deterministic/fast: from 0.0f, ci outermost, then ky, then kx,
+     *     each step acc = acc + w*x (two roundings).
+     *   blas deterministic/fast: im2col into col[cin*kh*kw, n*OH*OW] (rows in
+     *     (ci, ky, kx) order), then ONE cblas_sgemm weight[cout, cin*kh*kw] ·
+     *     col: OpenBLAS's order (fixed for a build, core and thread count),
+     *     then + bias.
+     *   canonical (both): one fmaf chain over (ci, ky, kx) in that nesting
+     *     order from +0.0f, then + bias (docs/canonical.md §3.3). */
+    void (*conv2d_forward)(sb_backend *be, float *out, const float *inp, const float *weight,
+                           const float *bias, const sb_conv2d_shape *s);
+    /* The conv's gradients, each ADDED into (+=) its buffer:
+     *   dweight[cout,cin,kh,kw] += sum over (n, oy, ox) of dout[n,co,oy,ox] * x
+     *     (x the input element that weight met, 0.0f at padding);
+     *   dbias[cout] += sum over (n, oy, ox) of dout[n,co,oy,ox] (NULL: skipped);
+     *   dinp[n,cin,h,w] += sum over the (ky, kx) whose window covers the
+     *     element, of t(ky,kx) = sum over co of weight[co,ci,ky,kx] *
+     *     dout[n,co,oy,ox] (NULL: skipped — e.g. the first layer).
+     * Each element's sum is formed first (from 0.0f) and added to the buffer
+     * once. Orders:
+     *   ref (both modes): dweight and dbias over n, then oy, then ox, in
+     *     increasing order; dinp: t over co = 0..cout-1, the t's over ky then kx
+     *     increasing.
+     *   blas deterministic: dbias as ref, bit for bit (workers own disjoint
+     *     channels). dweight: ONE cblas_sgemm (beta 1) over the whole batch,
+     *     K = n*OH*OW: OpenBLAS's order. dinp: one cblas_sgemm for every t
+     *     (K = cout, OpenBLAS's order), then the t's in ref's (ky, kx) order
+     *     (col2im as a gather, workers own disjoint (n, ci) planes).
+     *   blas fast: dinp as deterministic. dweight and dbias: UNORDERED — the
+     *     batch is cut into chunks of a few images taken from the work queue;
+     *     a chunk's partial dweight (im2col + one SGEMM into worker scratch)
+     *     is added into dweight tile by tile under spin locks, its partial
+     *     dbias (per channel, sequential) by atomic adds: in completion order,
+     *     permuted per call when perturb is on.
+     *   canonical (both): dweight = dweight + (one fmaf chain over (n, oy, ox));
+     *     dbias = dbias + canon_sum of the n*OH*OW values in (n, oy, ox)
+     *     order; dinp: t = one fmaf chain over co, the t's summed from +0.0f in
+     *     (ky, kx) order (docs/canonical.md §3.3). */
+    void (*conv2d_backward)(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                            const float *dout, const float *inp, const float *weight,
+                            const sb_conv2d_shape *s);
+    /* out[n,c,oy,ox] = max over the window's non-padded elements (overwrites
+     * out [n,c,OH,OW]). The winner is the first element in (ky, kx) order
+     * that is greater than every earlier one, or the last NaN (a NaN always
+     * wins, as in PyTorch). No rounding: the same bits in every mode and
+     * backend. */
+    void (*maxpool2d_forward)(sb_backend *be, float *out, const float *inp,
+                              const sb_pool2d_shape *s);
+    /* dinp[winner of (n,c,oy,ox)] += dout[n,c,oy,ox], the winner recomputed
+     * from inp as in the forward. When windows overlap an element collects
+     * several terms: per (n,c) plane the outputs are visited in increasing
+     * (oy, ox) order, each adding straight into dinp. That order holds in
+     * every mode and backend (blas: workers own disjoint planes), so the
+     * bits are the same everywhere. */
+    void (*maxpool2d_backward)(sb_backend *be, float *dinp, const float *dout, const float *inp,
+                               const sb_pool2d_shape *s);
+    /* out[n,c,oy,ox] = (sum of the window's non-padded elements, from 0.0f
+     * in (ky, kx) order) / (float)(kh*kw) — a division; padded positions
+     * count in the divisor (PyTorch's count_include_pad=True). Overwrites
+     * out. The same bits in every mode and backend. */
+    void (*avgpool2d_forward)(sb_backend *be, float *out, const float *inp,
+                              const sb_pool2d_shape *s);
+    /* g = dout[n,c,oy,ox] / (float)(kh*kw); dinp[e] += g for each non-padded
+     * element e of the window. Per (n,c) plane the outputs are visited in
+     * increasing (oy, ox) order, each adding straight into dinp: the same
+     * bits in every mode and backend. */
+    void (*avgpool2d_backward)(sb_backend *be, float *dinp, const float *dout,
+                               const sb_pool2d_shape *s);
 
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */

@@ -29,6 +29,7 @@
  * why its elementwise ops equal ref's bit for bit.
  */
 #include "canonical.h"
+#include "conv_internal.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -455,6 +456,12 @@ static const sb_backend_i ref_vtable = {
     .weight_grad = ref_weight_grad,
     .dropout_forward = ref_dropout_forward,
     .dropout_backward = ref_dropout_backward,
+    .conv2d_forward = sb_ref_conv2d_forward, /* ref_conv.c */
+    .conv2d_backward = sb_ref_conv2d_backward,
+    .maxpool2d_forward = sb_ref_maxpool2d_forward,
+    .maxpool2d_backward = sb_ref_maxpool2d_backward,
+    .avgpool2d_forward = sb_ref_avgpool2d_forward,
+    .avgpool2d_backward = sb_ref_avgpool2d_backward,
     .destroy = ref_destroy,
 };
 
@@ -480,6 +487,12 @@ static const sb_backend_i ref_canonical_vtable = {
     .weight_grad = sb_canon_ref_weight_grad,
     .dropout_forward = ref_dropout_forward,
     .dropout_backward = ref_dropout_backward,
+    .conv2d_forward = sb_canon_ref_conv2d_forward, /* canonical_conv.c */
+    .conv2d_backward = sb_canon_ref_conv2d_backward,
+    .maxpool2d_forward = sb_ref_maxpool2d_forward, /* pooling: one order everywhere */
+    .maxpool2d_backward = sb_ref_maxpool2d_backward,
+    .avgpool2d_forward = sb_ref_avgpool2d_forward,
+    .avgpool2d_backward = sb_ref_avgpool2d_backward,
     .destroy = ref_destroy,
 };
 

@@ -48,3 +48,22 @@ sb_add_test_exe(test_clones
   LIBS sb_kernels
   CASES vector_clones_should_equal_the_scalar_loops_bitwise)
 target_include_directories(test_clones PRIVATE ${CMAKE_SOURCE_DIR}/kernels)
+
+# Convolution and pooling: ref against finite differences and a direct
+# double-precision convolution, blas against ref (deterministic and fast, 1
+# and 2 threads, guard bytes), determinism, fast-mode perturbation, and
+# canonical ref == blas bitwise on every SIMD path and thread count 1..4.
+sb_add_test_exe(test_kernels_conv
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_conv.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_conv2d_input_weight_and_bias
+    gradcheck_should_match_finite_differences_for_max_and_avg_pool
+    conv2d_should_match_a_direct_double_precision_convolution
+    blas_conv2d_should_match_ref_within_summation_bound
+    pools_should_match_a_direct_double_precision_pooling
+    blas_pools_should_equal_ref_bitwise_in_every_mode_and_thread_count
+    blas_deterministic_conv2d_should_repeat_bitwise
+    blas_fast_perturbed_conv2d_weight_grad_should_vary_between_calls
+    canonical_conv2d_and_pools_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_conv2d_should_differ_from_deterministic_mode)

@@ -1,0 +1,74 @@
+/* blas_internal.h — what the "blas" backend's files share: the fast-mode work
+ * queue, atomic float adds and tile-locked accumulation (blas.c), and the
+ * convolution/pooling entries (blas_conv.c) that both of its vtables — the
+ * deterministic/fast one (blas.c) and the canonical one (blas_canonical.c) —
+ * install.
+ *
+ * What it is not: a public header; only kernels/ sources include it.
+ */
+#ifndef SB_BLAS_INTERNAL_H
+#define SB_BLAS_INTERNAL_H
+
+#include "kernels.h"
+#include "threadpool.h"
+
+#include <stdatomic.h>
+
+/* Most pool workers that call OpenBLAS's SGEMM at once (its buffer table is
+ * finite; see blas.c's header). */
+#define SB_BLAS_MAX_SGEMM_WORKERS 32
+/* Floats of an accumulation target under one spin lock. */
+#define SB_BLAS_TILE 2048
+
+/* ---- blas.c (deterministic/fast backend only) ---- */
+
+/* The fast-mode work queue: the k-th chunk taken is (mul*k + add) mod n;
+ * identity unless the backend's perturb switch is on, in which case mul and
+ * add are drawn per call from the backend's entropy-seeded generator. */
+typedef struct sb_blas_queue {
+    atomic_size_t next;
+    size_t n, mul, add;
+} sb_blas_queue;
+void sb_blas_queue_init(sb_backend *be, sb_blas_queue *q, size_t nchunks);
+/* next chunk index, or (size_t)-1 when the queue is empty */
+size_t sb_blas_queue_take(sb_blas_queue *q);
+/* dst += v as one atomic read-modify-write (a CAS loop on the float) */
+void sb_blas_atomic_add(float *dst, float v);
+/* n bytes of zeroed spin locks, one per SB_BLAS_TILE floats of a target of
+ * `floats` floats, owned by the backend; NULL when memory is short. */
+unsigned char *sb_blas_tile_locks(sb_backend *be, size_t floats);
+/* dst[i] += part[i] for i < n, tile by tile under locks (NULL: one atomic
+ * add per element), starting at tile start/SB_BLAS_TILE and wrapping so
+ * concurrent callers spread out. Per element the callers' adds land in the
+ * order they get the lock: completion order. */
+void sb_blas_locked_add(float *dst, const float *part, size_t n, unsigned char *locks,
+                        size_t start);
+/* The conv scratch of the deterministic/fast backend. */
+struct sb_blas_conv *sb_blas_conv_of_fast(sb_backend *be);
+
+/* ---- blas_canonical.c ---- */
+struct sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be);
+
+/* ---- blas_conv.c ---- */
+
+/* Scratch buffers of the conv ops, per worker; created with the backend
+ * (pool and ref borrowed), freed with it. */
+typedef struct sb_blas_conv sb_blas_conv;
+sb_blas_conv *sb_blas_conv_new(sb_pool *pool, sb_backend *ref); /* NULL: out of memory */
+void sb_blas_conv_free(sb_blas_conv *c);                       /* NULL is a no-op */
+
+void sb_blas_conv2d_forward(sb_backend *be, float *out, const float *inp, const float *weight,
+                            const float *bias, const sb_conv2d_shape *s);
+void sb_blas_conv2d_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight,
+                             const sb_conv2d_shape *s);
+void sb_blas_maxpool2d_forward(sb_backend *be, float *out, const float *inp,
+                               const sb_pool2d_shape *s);
+void sb_blas_maxpool2d_backward(sb_backend *be, float *dinp, const float *dout, const float *inp,
+                                const sb_pool2d_shape *s);
+void sb_blas_avgpool2d_forward(sb_backend *be, float *out, const float *inp,
+                               const sb_pool2d_shape *s);
+void sb_blas_avgpool2d_backward(sb_backend *be, float *dinp, const float *dout,
+                                const sb_pool2d_shape *s);
+
+#endif /* SB_BLAS_INTERNAL_H */

@@ -1,0 +1,272 @@
+/* ref_conv.c — the "ref" backend's convolution and pooling (NCHW): plain
+ * scalar loops, one fixed order per reduction, written next to it.
+ *
+ * What it is: the float32 oracle for conv2d (forward; input, weight and bias
+ * gradients) and max/average pooling, in the style of ref.c: float
+ * accumulators, -ffp-contract=off (every a*b+c is two roundings), no
+ * threads, no SIMD. The pooling functions are also what every other mode and
+ * backend runs (on ranges of (n,c) planes): pooling has no order that a split
+ * could change, so they are the definition everywhere.
+ *
+ * What it is not: fast (direct loops, no im2col), nor canonical mode's conv
+ * (canonical_conv.c, which uses fmaf). Shapes and the meaning of each op are
+ * in kernels.h.
+ */
+#include "conv_internal.h"
+
+#include <stddef.h>
+
+void sb_conv2d_check(const sb_conv2d_shape *s) {
+    SB_ASSERT(s->n >= 0 && s->cin >= 1 && s->h >= 1 && s->w >= 1);
+    SB_ASSERT(s->cout >= 1 && s->kh >= 1 && s->kw >= 1);
+    SB_ASSERT(s->stride_h >= 1 && s->stride_w >= 1 && s->pad_h >= 0 && s->pad_w >= 0);
+    SB_ASSERT(s->h + 2 * s->pad_h >= s->kh && s->w + 2 * s->pad_w >= s->kw);
+}
+
+void sb_pool2d_check(const sb_pool2d_shape *s) {
+    SB_ASSERT(s->n >= 0 && s->c >= 1 && s->h >= 1 && s->w >= 1);
+    SB_ASSERT(s->kh >= 1 && s->kw >= 1 && s->stride_h >= 1 && s->stride_w >= 1);
+    SB_ASSERT(s->pad_h >= 0 && s->pad_w >= 0 && 2 * s->pad_h <= s->kh && 2 * s->pad_w <= s->kw);
+    SB_ASSERT(s->h + 2 * s->pad_h >= s->kh && s->w + 2 * s->pad_w >= s->kw);
+}
+
+/* ====================================================================== */
+/* conv2d                                                                 */
+/* ====================================================================== */
+
+/* out[n,co,oy,ox] = acc + bias[co] (or acc when bias is NULL), overwriting.
+ * Reduction order, per output element: acc from 0.0f; ci = 0..cin-1, then
+ * ky = 0..kh-1, then kx = 0..kw-1 in increasing order, each step
+ * acc = acc + w[co,ci,ky,kx] * x (product rounded, then the sum), x = 0.0f at
+ * a padded position (the term is still added: Inf*0 gives NaN). */
+void sb_ref_conv2d_forward(sb_backend *be, float *out, const float *inp, const float *weight,
+                           const float *bias, const sb_conv2d_shape *s) {
+    (void)be;
+    sb_conv2d_check(s);
+    const int OH = sb_conv2d_out_h(s), OW = sb_conv2d_out_w(s);
+    const size_t hw = (size_t)s->h * (size_t)s->w;
+    for (int n = 0; n < s->n; n++)
+        for (int co = 0; co < s->cout; co++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    float acc = 0.0f;
+                    for (int ci = 0; ci < s->cin; ci++) {
+                        const float *x = inp + ((size_t)n * (size_t)s->cin + (size_t)ci) * hw;
+                        const float *wk =
+                            weight + (((size_t)co * (size_t)s->cin + (size_t)ci) * (size_t)s->kh) *
+                                         (size_t)s->kw;
+                        for (int ky = 0; ky < s->kh; ky++) {
+                            int iy = oy * s->stride_h - s->pad_h + ky;
+                            for (int kx = 0; kx < s->kw; kx++) {
+                                int ix = ox * s->stride_w - s->pad_w + kx;
+                                float xv = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
+                                               ? x[(size_t)iy * (size_t)s->w + (size_t)ix]
+                                               : 0.0f;
+                                acc = acc + wk[(size_t)ky * (size_t)s->kw + (size_t)kx] * xv;
+                            }
+                        }
+                    }
+                    size_t o = (((size_t)n * (size_t)s->cout + (size_t)co) * (size_t)OH +
+                                (size_t)oy) * (size_t)OW + (size_t)ox;
+                    out[o] = bias ? acc + bias[co] : acc;
+                }
+}
+
+/* Gradients, each element's sum formed from 0.0f and then added once:
+ *   dweight[co,ci,ky,kx]: n = 0..N-1, then oy, then ox increasing, each step
+ *     s = s + dout[n,co,oy,ox] * x (x = 0.0f at padding, the term still added);
+ *   dbias[co]: n, then oy, then ox increasing, s = s + dout;
+ *   dinp[n,ci,iy,ix]: for ky = 0..kh-1, then kx = 0..kw-1 increasing, when
+ *     (iy + pad_h - ky) / stride_h = oy and (ix + pad_w - kx) / stride_w = ox
+ *     are exact and inside the output: t = 0.0f, t = t + w[co,ci,ky,kx] *
+ *     dout[n,co,oy,ox] for co = 0..cout-1 increasing, then s = s + t. */
+void sb_ref_conv2d_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                            const float *dout, const float *inp, const float *weight,
+                            const sb_conv2d_shape *s) {
+    (void)be;
+    sb_conv2d_check(s);
+    const int OH = sb_conv2d_out_h(s), OW = sb_conv2d_out_w(s);
+    const size_t hw = (size_t)s->h * (size_t)s->w, ohw = (size_t)OH * (size_t)OW;
+    const size_t kk = (size_t)s->kh * (size_t)s->kw;
+    for (int co = 0; co < s->cout; co++) {
+        for (int ci = 0; ci < s->cin; ci++)
+            for (int ky = 0; ky < s->kh; ky++)
+                for (int kx = 0; kx < s->kw; kx++) {
+                    float acc = 0.0f;
+                    for (int n = 0; n < s->n; n++) {
+                        const float *g = dout + ((size_t)n * (size_t)s->cout + (size_t)co) * ohw;
+                        const float *x = inp + ((size_t)n * (size_t)s->cin + (size_t)ci) * hw;
+                        for (int oy = 0; oy < OH; oy++) {
+                            int iy = oy * s->stride_h - s->pad_h + ky;
+                            for (int ox = 0; ox < OW; ox++) {
+                                int ix = ox * s->stride_w - s->pad_w + kx;
+                                float xv = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
+                                               ? x[(size_t)iy * (size_t)s->w + (size_t)ix]
+                                               : 0.0f;
+                                acc = acc + g[(size_t)oy * (size_t)OW + (size_t)ox] * xv;
+                            }
+                        }
+                    }
+                    size_t wi = ((size_t)co * (size_t)s->cin + (size_t)ci) * kk +
+                                (size_t)ky * (size_t)s->kw + (size_t)kx;
+                    dweight[wi] = dweight[wi] + acc;
+                }
+        if (dbias) {
+            float acc = 0.0f;
+            for (int n = 0; n < s->n; n++) {
+                const float *g = dout + ((size_t)n * (size_t)s->cout + (size_t)co) * ohw;
+                for (size_t p = 0; p < ohw; p++) acc = acc + g[p];
+            }
+            dbias[co] = dbias[co] + acc;
+        }
+    }
+    if (!dinp) return;
+    for (int n = 0; n < s->n; n++)
+        for (int ci = 0; ci < s->cin; ci++)
+            for (int iy = 0; iy < s->h; iy++)
+                for (int ix = 0; ix < s->w; ix++) {
+                    float acc = 0.0f;
+                    for (int ky = 0; ky < s->kh; ky++) {
+                        int ty = iy + s->pad_h - ky;
+                        if (ty < 0 || ty % s->stride_h != 0 || ty / s->stride_h >= OH) continue;
+                        int oy = ty / s->stride_h;
+                        for (int kx = 0; kx < s->kw; kx++) {
+                            int tx = ix + s->pad_w - kx;
+                            if (tx < 0 || tx % s->stride_w != 0 || tx / s->stride_w >= OW) continue;
+                            int ox = tx / s->stride_w;
+                            float t = 0.0f;
+                            for (int co = 0; co < s->cout; co++) {
+                                float wv = weight[((size_t)co * (size_t)s->cin + (size_t)ci) * kk +
+                                                  (size_t)ky * (size_t)s->kw + (size_t)kx];
+                                float gv = dout[(((size_t)n * (size_t)s->cout + (size_t)co) *
+                                                     (size_t)OH + (size_t)oy) * (size_t)OW +
+                                                (size_t)ox];
+                                t = t + wv * gv;
+                            }
+                            acc = acc + t;
+                        }
+                    }
+                    size_t i = ((size_t)n * (size_t)s->cin + (size_t)ci) * hw +
+                               (size_t)iy * (size_t)s->w + (size_t)ix;
+                    dinp[i] = dinp[i] + acc;
+                }
+}
+
+/* ====================================================================== */
+/* pooling: the definition for every mode and backend                     */
+/* ====================================================================== */
+
+/* The window of output (oy, ox) clipped to the input: rows [y0, y1), columns
+ * [x0, x1). Never empty (pad <= kernel/2, checked). */
+typedef struct window {
+    int y0, y1, x0, x1;
+} window;
+
+static window window_of(const sb_pool2d_shape *s, int oy, int ox) {
+    window wd;
+    int ys = oy * s->stride_h - s->pad_h, xs = ox * s->stride_w - s->pad_w;
+    wd.y0 = ys < 0 ? 0 : ys;
+    wd.y1 = ys + s->kh > s->h ? s->h : ys + s->kh;
+    wd.x0 = xs < 0 ? 0 : xs;
+    wd.x1 = xs + s->kw > s->w ? s->w : xs + s->kw;
+    return wd;
+}
+
+/* Index (in the plane) of the window's maximum: the first non-padded element
+ * in (ky, kx) order, replaced by each later one that is greater or NaN.
+ * Comparisons only: exact. */
+static size_t argmax_of(const float *x, int w, window wd) {
+    size_t best = (size_t)wd.y0 * (size_t)w + (size_t)wd.x0;
+    float bv = x[best];
+    for (int y = wd.y0; y < wd.y1; y++)
+        for (int xx = wd.x0; xx < wd.x1; xx++) {
+            size_t i = (size_t)y * (size_t)w + (size_t)xx;
+            float v = x[i];
+            if (v > bv || v != v) bv = v, best = i;
+        }
+    return best;
+}
+
+void sb_ref_maxpool2d_forward(sb_backend *be, float *out, const float *inp,
+                              const sb_pool2d_shape *s) {
+    (void)be;
+    sb_pool2d_check(s);
+    const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
+    const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = inp + p * hw;
+        float *o = out + p * (size_t)OH * (size_t)OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                o[(size_t)oy * (size_t)OW + (size_t)ox] = x[argmax_of(x, s->w, window_of(s, oy, ox))];
+    }
+}
+
+/* Per plane, outputs in increasing (oy, ox) order, each doing
+ * dinp[winner] = dinp[winner] + dout (one addition straight into dinp). */
+void sb_ref_maxpool2d_backward(sb_backend *be, float *dinp, const float *dout, const float *inp,
+                               const sb_pool2d_shape *s) {
+    (void)be;
+    sb_pool2d_check(s);
+    const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
+    const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = inp + p * hw;
+        float *d = dinp + p * hw;
+        const float *g = dout + p * (size_t)OH * (size_t)OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                size_t i = argmax_of(x, s->w, window_of(s, oy, ox));
+                d[i] = d[i] + g[(size_t)oy * (size_t)OW + (size_t)ox];
+            }
+    }
+}
+
+/* Per output: sum from 0.0f over the window's non-padded elements, ky then kx
+ * increasing, then one division by (float)(kh*kw) (count_include_pad). */
+void sb_ref_avgpool2d_forward(sb_backend *be, float *out, const float *inp,
+                              const sb_pool2d_shape *s) {
+    (void)be;
+    sb_pool2d_check(s);
+    const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
+    const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
+    const float div = (float)(s->kh * s->kw);
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = inp + p * hw;
+        float *o = out + p * (size_t)OH * (size_t)OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                window wd = window_of(s, oy, ox);
+                float acc = 0.0f;
+                for (int y = wd.y0; y < wd.y1; y++)
+                    for (int xx = wd.x0; xx < wd.x1; xx++)
+                        acc = acc + x[(size_t)y * (size_t)s->w + (size_t)xx];
+                o[(size_t)oy * (size_t)OW + (size_t)ox] = acc / div;
+            }
+    }
+}
+
+/* Per plane, outputs in increasing (oy, ox) order: g = dout / (float)(kh*kw),
+ * then dinp[e] = dinp[e] + g for the window's non-padded elements e. */
+void sb_ref_avgpool2d_backward(sb_backend *be, float *dinp, const float *dout,
+                               const sb_pool2d_shape *s) {
+    (void)be;
+    sb_pool2d_check(s);
+    const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
+    const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
+    const float div = (float)(s->kh * s->kw);
+    for (size_t p = 0; p < planes; p++) {
+        float *d = dinp + p * hw;
+        const float *gp = dout + p * (size_t)OH * (size_t)OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                window wd = window_of(s, oy, ox);
+                float g = gp[(size_t)oy * (size_t)OW + (size_t)ox] / div;
+                for (int y = wd.y0; y < wd.y1; y++)
+                    for (int xx = wd.x0; xx < wd.x1; xx++) {
+                        size_t i = (size_t)y * (size_t)s->w + (size_t)xx;
+                        d[i] = d[i] + g;
+                    }
+            }
+    }
+}
