@@ -8,6 +8,7 @@
 #include "engine.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 
 sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
@@ -29,6 +30,12 @@ sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
                             m->widths[m->n_widths - 1], c->data.classes);
     if (c->data.samples < 2 || c->data.classes < 2 || c->data.features < 1)
         return sb_error_set(err, SB_ERR_ARG, "data: samples >= 2, classes >= 2, features >= 1");
+    if (sb_data_kind_is_file(c->data.kind) &&
+        (!c->data.x_path[0] || (strcmp(c->data.kind, "csv") != 0 && !c->data.y_path[0])))
+        return sb_error_set(err, SB_ERR_ARG, "data: kind \"%s\" needs the paths of its files",
+                            c->data.kind);
+    if (sb_data_kind_is_file(c->data.kind) && !(c->data.scale > 0.0f && c->data.scale < INFINITY))
+        return sb_error_set(err, SB_ERR_ARG, "data.scale: must be a finite number > 0");
     if (!(c->data.noise >= 0.0f))
         return sb_error_set(err, SB_ERR_ARG, "data.noise: must be >= 0");
     if (c->batch < 1 || c->batch > c->data.samples)
@@ -95,7 +102,23 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     cJSON_AddNumberToObject(data, "samples", c->data.samples);
     cJSON_AddNumberToObject(data, "features", c->data.features);
     cJSON_AddNumberToObject(data, "classes", c->data.classes);
-    add_float(data, "noise", c->data.noise);
+    if (sb_data_kind_is_file(c->data.kind)) {
+        /* the files as resolved (absolute paths) and how they are read */
+        if (!strcmp(c->data.kind, "csv")) {
+            cJSON_AddStringToObject(data, "path", c->data.x_path);
+            cJSON_AddBoolToObject(data, "header", c->data.csv_header);
+            if (c->data.label_name[0])
+                cJSON_AddStringToObject(data, "label_column", c->data.label_name);
+            else
+                cJSON_AddNumberToObject(data, "label_column", c->data.label_column);
+        } else {
+            cJSON_AddStringToObject(data, "x", c->data.x_path);
+            cJSON_AddStringToObject(data, "y", c->data.y_path);
+        }
+        add_float(data, "scale", c->data.scale);
+    } else {
+        add_float(data, "noise", c->data.noise);
+    }
     cJSON_AddStringToObject(data, "shuffle", shuffle_name(c->data.shuffle));
     cJSON *aug = cJSON_AddObjectToObject(data, "augment");
     add_float(aug, "noise", c->data.aug_noise);

@@ -9,14 +9,30 @@
  * Shuffle (stream "data/shuffle", DESIGN.md §4): Fisher–Yates over the sample
  * indices; `once` uses index 0 for every epoch, `epoch` uses the epoch number.
  *
- * Not here: batching and augmentation (train.c), file formats for real data.
+ * Files (idx, csv, npy) are read by datafile.c; here only dispatched to.
+ *
+ * Not here: batching and augmentation (pipeline.c).
  */
 #include "engine.h"
 
 #include <math.h>
 #include <string.h>
 
+/* A file format: read it, and insist it still holds what the suite saw. */
+static sb_dataset *dataset_from_files(const sb_data_config *c, sb_error *err) {
+    sb_dataset *d = sb_dataset_read(c, c->classes, err);
+    if (d && (d->samples != c->samples || d->features != c->features)) {
+        sb_error_set(err, SB_ERR_FORMAT, "%s: now holds %d samples of %d features, the run config "
+                     "says %d of %d (did the file change?)", c->x_path, d->samples, d->features,
+                     c->samples, c->features);
+        sb_dataset_free(d);
+        return NULL;
+    }
+    return d;
+}
+
 sb_dataset *sb_dataset_new(const sb_data_config *c, uint64_t seed, sb_error *err) {
+    if (sb_data_kind_is_file(c->kind)) return dataset_from_files(c, err);
     sb_dataset *d = calloc(1, sizeof *d);
     float *centres = NULL;
     if (!d) goto nomem;

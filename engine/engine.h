@@ -54,8 +54,9 @@ typedef struct sb_model_config {
 typedef enum sb_shuffle { SB_SHUFFLE_NONE = 0, SB_SHUFFLE_ONCE = 1, SB_SHUFFLE_EPOCH = 2 } sb_shuffle;
 
 typedef struct sb_data_config {
-    char kind[16];      /* "blobs" (Gaussian blobs) or "spirals" */
-    int samples, features, classes;
+    char kind[16];      /* "blobs" (Gaussian blobs), "spirals", or a file format:
+                         * "idx", "csv", "npy" (datafile.c) */
+    int samples, features, classes; /* for file formats: what the files hold */
     float noise;        /* blobs: cluster std-dev; spirals: jitter */
     sb_shuffle shuffle; /* none, once (one permutation for all epochs), epoch */
     /* per-sample augmentation (stream "data/augment", index = the sample's
@@ -67,6 +68,15 @@ typedef struct sb_data_config {
      * to the trainer in the order workers finish them (the classic
      * nondeterministic loader), 0 in step order */
     int loader_workers, loader_completion;
+    /* file formats (absolute paths, so a run started elsewhere finds them):
+     * idx, npy: x_path = features, y_path = labels; csv: x_path = the table,
+     * its label column by name (label_name, needs csv_header) or by 0-based
+     * index (label_column; negative counts from the end, -1 = the last).
+     * Every feature is multiplied by scale unless it is 1 (e.g. 1/255). */
+    char x_path[512], y_path[512];
+    char label_name[64];
+    int label_column, csv_header;
+    float scale;
 } sb_data_config;
 
 /* RNG streams a suite may leave unseeded (drawn from OS entropy), to
@@ -121,6 +131,26 @@ typedef struct sb_dataset {
 sb_dataset *sb_dataset_new(const sb_data_config *c, uint64_t seed, sb_error *err);
 void sb_dataset_free(sb_dataset *d);
 
+/* ---- real data files (datafile.c) ----
+ * Readers for IDX (magic 00 00 TYPE NDIM, big-endian u32 dims, big-endian
+ * data; x = N×…, y = N labels), NumPy .npy (versions 1.0–3.0, descr i1..i8,
+ * u1..u8, b1, f4, f8 either byte order, C or Fortran order; x = N×…
+ * flattened per sample, y = 1-D) and CSV (one sample per row, optional
+ * header, numbers only). classes > 0: every label must be in [0, classes);
+ * 0: inferred as max + 1 (at most 1000). Features are float, times scale
+ * when scale != 1, and must be finite. NULL on failure with one line naming
+ * the file and the place: SB_ERR_FORMAT (malformed), SB_ERR_IO (unreadable),
+ * SB_ERR_NOMEM. Free with sb_dataset_free. */
+sb_dataset *sb_dataset_read_idx(const char *x_path, const char *y_path, float scale, int classes,
+                                sb_error *err);
+sb_dataset *sb_dataset_read_npy(const char *x_path, const char *y_path, float scale, int classes,
+                                sb_error *err);
+sb_dataset *sb_dataset_read_csv(const char *path, int header, int label_column,
+                                const char *label_name, float scale, int classes, sb_error *err);
+/* The reader c->kind names, with c's paths and options. */
+sb_dataset *sb_dataset_read(const sb_data_config *c, int classes, sb_error *err);
+int sb_data_kind_is_file(const char *kind); /* "idx", "csv", "npy" */
+
 /* The order in which epoch `epoch` visits the samples (a permutation of
  * [0, samples)), from stream "data/shuffle" index epoch (SB_SHUFFLE_EPOCH), index
  * 0 (ONCE), or identity (NONE). Fisher–Yates. */
@@ -174,6 +204,14 @@ sb_status sb_trainer_trace_close(sb_trainer *t, const char *run_json, sb_error *
 char *sb_trainer_unseeded_json(const sb_trainer *t);
 /* Ops flagged by recheck so far (count of records with the flag). */
 int sb_trainer_recheck_flags(const sb_trainer *t);
+
+/* The batches steps first_step .. first_step+n_steps-1 train on, after the
+ * whole pipeline (gather in epoch order, shuffle, augmentation): x [n_steps,
+ * batch, features], y [n_steps, batch], caller-allocated. Uses the same
+ * batch code as sb_trainer_step, in step order (a loader in completion order
+ * hands the same batches out in another order). Does not move the trainer. */
+sb_status sb_trainer_export_batches(const sb_trainer *t, int first_step, int n_steps, float *x,
+                                    int32_t *y, sb_error *err);
 
 /* Restores parameters, optimizer state and data position from a checkpoint
  * written by sb_trainer_save for the same model/optimizer shape. Continuing

@@ -15,6 +15,9 @@
  * in step order. With the perturb test aid the hand-out order of each group
  * is permuted from OS entropy, so a difference is guaranteed.
  *
+ * sb_trainer_export_batches replays the same code for `samebits data
+ * export`, so what is exported is what training sees.
+ *
  * Not here: the model, tracing.
  */
 #include "train_internal.h"
@@ -230,4 +233,33 @@ void sb_loader_next(sb_trainer *t) {
     memcpy(t->cur.raw, src->raw, n * sizeof(float));
     memcpy(t->cur.y, src->y, (size_t)t->cfg.batch * sizeof(int32_t));
     t->cur.step = src->step;
+}
+
+/* ---------------------------------------------------------------------- */
+/* export: the batches a run trains on                                    */
+/* ---------------------------------------------------------------------- */
+
+sb_status sb_trainer_export_batches(const sb_trainer *t, int first_step, int n_steps, float *x,
+                                    int32_t *y, sb_error *err) {
+    const sb_run_config *c = &t->cfg;
+    size_t per = (size_t)c->batch * (size_t)c->data.features;
+    sb_batch b;
+    memset(&b, 0, sizeof b);
+    int32_t *order = malloc((size_t)c->data.samples * sizeof(int32_t));
+    int order_epoch = -1;
+    if (!order || sb_batch_alloc(&b, c->batch, c->data.features) != 0) {
+        free(order);
+        sb_batch_free(&b);
+        return sb_error_set(err, SB_ERR_NOMEM, "out of memory for a batch");
+    }
+    for (int s = 0; s < n_steps; s++) {
+        /* what sb_loader_next and the data/augment op do for this step */
+        sb_prepare_batch(t, first_step + s, &b, order, &order_epoch);
+        sb_augment_batch(t, &b); /* without augmentation x = raw, bit for bit */
+        memcpy(x + (size_t)s * per, b.x, per * sizeof(float));
+        memcpy(y + (size_t)s * (size_t)c->batch, b.y, (size_t)c->batch * sizeof(int32_t));
+    }
+    free(order);
+    sb_batch_free(&b);
+    return SB_OK;
 }

@@ -291,7 +291,10 @@ int sb_cmd_bless(int argc, char **argv) {
             fprintf(stderr, "samebits bless: %s\n", err.msg[0] ? err.msg : "cannot start runs");
             goto done;
         }
+        char suite_dir[4096];
         sb_exec_options o = {.exe = exe, .results_dir = rdir, .suite_copy = copy,
+                             .suite_dir = sb_suite_dir(suite_path, suite_dir, sizeof suite_dir) == 0
+                                              ? suite_dir : NULL,
                              .jobs = (int)jobs, .timeout = s->timeout, .resume = 0,
                              .progress = isatty(2)};
         if (sb_execute_runs(&o, want, m, results, &err) != SB_OK) {

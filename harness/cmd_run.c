@@ -176,7 +176,10 @@ int sb_cmd_run(int argc, char **argv) {
     results = calloc((size_t)n, sizeof *results);
     if (!results) goto done;
 
+    char suite_dir[4096];
     sb_exec_options o = {.exe = exe, .results_dir = out, .suite_copy = suite_copy,
+                         .suite_dir = sb_suite_dir(suite_path, suite_dir, sizeof suite_dir) == 0
+                                          ? suite_dir : NULL,
                          .jobs = (int)jobs, .timeout = timeout, .resume = resume,
                          .progress = isatty(2)};
     double t0 = sb_now();

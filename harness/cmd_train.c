@@ -37,6 +37,8 @@ static void usage(FILE *f) {
             "  --id ID           run id recorded in run.json (default: derived)\n"
             "  --repeat N        repeat index recorded in run.json (default 0)\n"
             "  --case NAME       which case of a suite with cases (default: the first)\n"
+            "  --suite-dir DIR   data file paths are relative to DIR, not SUITE's folder\n"
+            "                    (run passes the original suite's folder to its copy)\n"
             "  --force           replace DIR's checkpoint and run.json if present\n");
 }
 
@@ -83,6 +85,7 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
     cJSON_AddBoolToObject(rc, "enabled", c->recheck);
     cJSON_AddNumberToObject(rc, "ops_that_differed", sb_trainer_recheck_flags(t));
     cJSON_AddStringToObject(root, "blas", sb_blas_info());
+    cJSON_AddItemToObject(root, "data_files", sb_data_files_json(&c->data));
     cJSON_AddItemToObject(root, "environment", cJSON_Duplicate(env, 1));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -95,7 +98,7 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
 int sb_cmd_train(int argc, char **argv) {
     const char *suite_path = NULL, *out = NULL, *resume = NULL, *id_arg = NULL;
     const char *seed_s = NULL, *backend = NULL, *mode_s = NULL, *threads_s = NULL, *steps_s = NULL;
-    const char *repeat_s = NULL, *case_s = NULL;
+    const char *repeat_s = NULL, *case_s = NULL, *suite_dir = NULL;
     int perturb = 0, force = 0, recheck = 0, no_trace = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -125,6 +128,7 @@ int sb_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--id")) slot = &id_arg;
         else if (!strcmp(a, "--repeat")) slot = &repeat_s;
         else if (!strcmp(a, "--case")) slot = &case_s;
+        else if (!strcmp(a, "--suite-dir")) slot = &suite_dir;
         else if (a[0] == '-' && a[1]) return bad("unknown option '%s'%s", a, "");
         else if (!suite_path) {
             suite_path = a;
@@ -140,7 +144,7 @@ int sb_cmd_train(int argc, char **argv) {
     }
 
     sb_error err = {0};
-    sb_suite *s = sb_suite_load(suite_path, &err);
+    sb_suite *s = sb_suite_load_dir(suite_path, suite_dir, &err);
     if (!s) {
         fprintf(stderr, "samebits train: %s\n", err.msg);
         return SB_EXIT_USAGE;

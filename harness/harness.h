@@ -50,6 +50,8 @@ typedef struct sb_exec_options {
     const char *exe;         /* path of the samebits executable */
     const char *results_dir;
     const char *suite_copy;  /* the suite file inside results_dir */
+    const char *suite_dir;   /* the original suite's folder (its data file paths are relative
+                              * to it; passed as `train --suite-dir`); NULL: none */
     int jobs;
     double timeout;
     int resume;
@@ -162,5 +164,11 @@ int sb_cmd_train(int argc, char **argv);
 int sb_cmd_run(int argc, char **argv);
 int sb_cmd_bless(int argc, char **argv);
 int sb_cmd_bench(int argc, char **argv);
+int sb_cmd_data(int argc, char **argv);   /* cmd_data.c: `samebits data export` */
+
+/* The data files a run reads, as a JSON array [{"path", "sha256"}] (empty
+ * for synthetic data; "sha256" is null when a file cannot be read). New
+ * object, cJSON_Delete it. cmd_data.c. */
+cJSON *sb_data_files_json(const sb_data_config *d);
 
 #endif /* SB_HARNESS_H */

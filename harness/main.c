@@ -23,6 +23,7 @@ static void usage(FILE *f) {
             "  report RESULTS_DIR   (re)write junit.xml, report.html and report.md of a results folder\n"
             "  bench                training steps/s of the reference MLPs\n"
             "  env                  the environment fingerprint (what can change bits), warnings first\n"
+            "  data export SUITE    write the exact batches a run trains on (safetensors)\n"
             "\n"
             "Run 'samebits <command> --help' for a command's options.\n"
             "exit: 0 pass, 1 drift (a check failed), 2 bad input or usage, 3 a run failed\n");
@@ -51,6 +52,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return sb_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return sb_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "env")) return sb_cmd_env(argc - 1, argv + 1);
+    if (!strcmp(cmd, "data")) return sb_cmd_data(argc - 1, argv + 1);
     fprintf(stderr, "samebits: unknown command '%s'\n", cmd);
     usage(stderr);
     return SB_EXIT_USAGE;

@@ -98,6 +98,10 @@ static pid_t spawn(const sb_exec_options *o, const sb_run_spec *sp, const char *
     args[a++] = o->exe;
     args[a++] = "train";
     args[a++] = o->suite_copy;
+    if (o->suite_dir) {
+        args[a++] = "--suite-dir";
+        args[a++] = o->suite_dir;
+    }
     args[a++] = "--seed";
     args[a++] = seed;
     args[a++] = "--backend";

@@ -24,7 +24,9 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Limits that keep a hostile suite from sizing allocations (DESIGN.md §8). */
 #define MAX_SUITE_BYTES ((size_t)16 << 20)
@@ -43,6 +45,7 @@
 typedef struct parser {
     const char *label;
     sb_error *err;
+    const char *base_dir; /* absolute folder data file paths are relative to; NULL: cwd */
 } parser;
 
 #if defined(__GNUC__)
@@ -530,6 +533,95 @@ static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m
     return SB_OK;
 }
 
+/* A data file path from the suite: relative paths are relative to the suite
+ * file's folder (p->base_dir); stored absolute, so a run started from a copy
+ * of the suite elsewhere reads the same file. */
+static sb_status want_data_path(const parser *p, const cJSON *v, const char *path, char out[512]) {
+    char rel[512], cwd[PATH_MAX], joined[PATH_MAX + 520], real[PATH_MAX];
+    sb_status st;
+    if ((st = want_string(p, v, path, rel, sizeof rel)) != SB_OK) return st;
+    if (!rel[0]) return fail(p, SB_ERR_ARG, path, "expected a file path, got \"\"");
+    const char *base = p->base_dir;
+    if (!base) base = getcwd(cwd, sizeof cwd) ? cwd : ".";
+    if (rel[0] == '/')
+        snprintf(joined, sizeof joined, "%s", rel);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", base, rel);
+    const char *use = realpath(joined, real) ? real : joined; /* a missing file: reported on read */
+    if (strlen(use) >= 512) return fail(p, SB_ERR_ARG, path, "resolves to a path longer than 511 bytes");
+    memcpy(out, use, strlen(use) + 1);
+    return SB_OK;
+}
+
+/* data.kind "idx", "npy" ({"x", "y"}) or "csv" ({"path", "label_column",
+ * "header"}), each with optional "scale" and "classes". The files are read
+ * and validated here, so a bad file fails the suite before anything runs;
+ * samples, features (and classes unless given) come from them. */
+static sb_status parse_data_files(const parser *p, const cJSON *v, sb_data_config *d) {
+    static const char *const csv_only[] = {"path", "label_column", "header"};
+    static const char *const xy_only[] = {"x", "y"};
+    static const range scale_range = {0, INFINITY, 1, 0};
+    int csv = !strcmp(d->kind, "csv");
+    const cJSON *x;
+    sb_status st;
+    int64_t i = 0;
+    char kpath[PATH_LEN];
+    for (int k = 0; k < (csv ? 2 : 3); k++) {
+        const char *key = csv ? xy_only[k] : csv_only[k];
+        path_key(kpath, "data", key);
+        if (member(v, key))
+            return fail(p, SB_ERR_FORMAT, kpath, "not a key of data.kind \"%s\"", d->kind);
+    }
+    for (int k = 0; k < (csv ? 1 : 2); k++) {
+        const char *key = csv ? csv_only[k] : xy_only[k];
+        path_key(kpath, "data", key);
+        if (!member(v, key))
+            return fail(p, SB_ERR_FORMAT, "data", "missing required key \"%s\" (data.kind \"%s\")",
+                        key, d->kind);
+        if ((st = want_data_path(p, member(v, key), kpath, k ? d->y_path : d->x_path)) != SB_OK)
+            return st;
+    }
+    d->csv_header = 0;
+    d->label_column = -1;
+    if ((x = member(v, "header")) != NULL) {
+        if (!cJSON_IsBool(x)) return fail(p, SB_ERR_FORMAT, "data.header", "expected true or false");
+        d->csv_header = cJSON_IsTrue(x);
+    }
+    if ((x = member(v, "label_column")) != NULL) {
+        if (cJSON_IsString(x)) {
+            if ((st = want_string(p, x, "data.label_column", d->label_name, sizeof d->label_name)) != SB_OK)
+                return st;
+            if (!d->csv_header)
+                return fail(p, SB_ERR_ARG, "data.label_column", "a column name needs \"header\": true");
+        } else {
+            if ((st = want_int(p, x, "data.label_column", -65537, 65536, &i)) != SB_OK) return st;
+            d->label_column = (int)i;
+        }
+    }
+    d->scale = 1.0f;
+    if ((x = member(v, "scale")) != NULL) {
+        double sc = 1;
+        if ((st = want_number(p, x, "data.scale", &scale_range, 1, &sc)) != SB_OK) return st;
+        d->scale = (float)sc;
+    }
+    int classes = 0;
+    if ((x = member(v, "classes")) != NULL) {
+        if ((st = want_int(p, x, "data.classes", 2, 1000, &i)) != SB_OK) return st;
+        classes = (int)i;
+    }
+    d->noise = 0.0f;
+    sb_dataset *ds = sb_dataset_read(d, classes, p->err);
+    if (!ds) return p->err ? p->err->status : SB_ERR_FORMAT; /* the reader's line names the file */
+    d->samples = ds->samples;
+    d->features = ds->features;
+    d->classes = ds->classes;
+    sb_dataset_free(ds);
+    if (d->samples < 2)
+        return fail(p, SB_ERR_ARG, csv ? "data.path" : "data.x", "%s holds %d sample; need at least 2",
+                    d->x_path, d->samples);
+    return SB_OK;
+}
+
 static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) {
     static const key_spec keys[] = {{"kind", 1},    {"samples", 1}, {"features", 1},
                                     {"classes", 1}, {"noise", 0},   {"shuffle", 0},
@@ -538,7 +630,11 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
     static const key_spec loader_keys[] = {{"workers", 1}, {"order", 0}};
     static const char *const orders[] = {"ordered", "completion"};
     static const range drop_range = {0, 1, 0, 1};
-    static const char *const kinds[] = {"blobs", "spirals"};
+    static const char *const kinds[] = {"blobs", "spirals", "idx", "csv", "npy"};
+    static const key_spec file_keys[] = {{"kind", 1},  {"x", 0},           {"y", 0},
+                                         {"path", 0},  {"label_column", 0}, {"header", 0},
+                                         {"scale", 0}, {"classes", 0},     {"shuffle", 0},
+                                         {"augment", 0}, {"loader", 0}};
     static const char *const shuffles[] = {"none", "once", "epoch"}; /* sb_shuffle order */
     static const range noise_range = {0, INFINITY, 0, 0};
     const cJSON *x;
@@ -547,29 +643,37 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
     int k = 0;
 
     if ((st = want_object(p, v, "data")) != SB_OK) return st;
-    if ((st = check_keys(p, v, "data", keys, N_KEYS(keys))) != SB_OK) return st;
+    x = member(v, "kind");
+    int files = cJSON_IsString(x) && sb_data_kind_is_file(x->valuestring);
+    if ((st = files ? check_keys(p, v, "data", file_keys, N_KEYS(file_keys))
+                    : check_keys(p, v, "data", keys, N_KEYS(keys))) != SB_OK)
+        return st;
     if ((st = want_choice(p, member(v, "kind"), "data.kind", kinds, N_KEYS(kinds), &k)) != SB_OK)
         return st;
     snprintf(d->kind, sizeof d->kind, "%s", kinds[k]);
     int spirals = k == 1;
 
-    if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK)
-        return st;
-    d->samples = (int)i;
-    if ((st = want_int(p, member(v, "features"), "data.features", 1, 4096, &i)) != SB_OK)
-        return st;
-    d->features = (int)i;
-    if (spirals && d->features != 2)
-        return fail(p, SB_ERR_ARG, "data.features", "spirals have 2 features, got %d",
-                    d->features);
-    if ((st = want_int(p, member(v, "classes"), "data.classes", 2, 1000, &i)) != SB_OK) return st;
-    d->classes = (int)i;
+    if (files) {
+        if ((st = parse_data_files(p, v, d)) != SB_OK) return st;
+    } else {
+        if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK)
+            return st;
+        d->samples = (int)i;
+        if ((st = want_int(p, member(v, "features"), "data.features", 1, 4096, &i)) != SB_OK)
+            return st;
+        d->features = (int)i;
+        if (spirals && d->features != 2)
+            return fail(p, SB_ERR_ARG, "data.features", "spirals have 2 features, got %d",
+                        d->features);
+        if ((st = want_int(p, member(v, "classes"), "data.classes", 2, 1000, &i)) != SB_OK) return st;
+        d->classes = (int)i;
 
-    d->noise = spirals ? 0.2f : 1.0f;
-    if ((x = member(v, "noise")) != NULL) {
-        double noise = 0;
-        if ((st = want_number(p, x, "data.noise", &noise_range, 1, &noise)) != SB_OK) return st;
-        d->noise = (float)noise;
+        d->noise = spirals ? 0.2f : 1.0f;
+        if ((x = member(v, "noise")) != NULL) {
+            double noise = 0;
+            if ((st = want_number(p, x, "data.noise", &noise_range, 1, &noise)) != SB_OK) return st;
+            d->noise = (float)noise;
+        }
     }
 
     d->shuffle = SB_SHUFFLE_EPOCH;
@@ -1151,6 +1255,10 @@ static int merge_into(cJSON *dst, const cJSON *src) {
     return 0;
 }
 
+/* parses one document (a case is parsed as a suite of its own) */
+static sb_suite *parse_text(const char *text, size_t len, const char *label, const char *base_dir,
+                            sb_error *err);
+
 static sb_status parse_cases(const parser *p, const cJSON *root, sb_suite *s) {
     static const key_spec keys[] = {
         {"name", 1},   {"description", 0}, {"model", 0},   {"data", 0},    {"train", 0},
@@ -1198,7 +1306,7 @@ static sb_status parse_cases(const parser *p, const cJSON *root, sb_suite *s) {
         if (!text) return fail(p, SB_ERR_NOMEM, path, "out of memory");
         char label[512];
         snprintf(label, sizeof label, "%s: %s (%s)", p->label, path, cname);
-        s->cases[i] = sb_suite_parse(text, strlen(text), label, p->err);
+        s->cases[i] = parse_text(text, strlen(text), label, p->base_dir, p->err);
         free(text);
         if (!s->cases[i]) return p->err ? p->err->status : SB_ERR_FORMAT;
         s->n_cases = i + 1;
@@ -1268,12 +1376,17 @@ void sb_suite_free(sb_suite *s) {
 }
 
 sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_error *err) {
+    return parse_text(text, len, label, NULL, err);
+}
+
+static sb_suite *parse_text(const char *text, size_t len, const char *label, const char *base_dir,
+                            sb_error *err) {
     static const key_spec keys[] = {
         {"name", 1},  {"description", 0}, {"model", 1},   {"data", 1},   {"train", 1},
         {"matrix", 0}, {"repeats", 0},    {"timeout", 0}, {"perturb", 0}, {"checks", 1},
         {"rng", 0},   {"trace", 0},       {"recheck", 0}, {"cases", 0}};
     static const range timeout_range = {0, MAX_TIMEOUT, 1, 0};
-    parser p = {label ? label : "suite", err};
+    parser p = {label ? label : "suite", err, base_dir};
     cJSON *root = NULL;
     sb_suite *s = NULL;
     const cJSON *x;
@@ -1431,8 +1544,22 @@ fail:
     return NULL;
 }
 
-sb_suite *sb_suite_load(const char *path, sb_error *err) {
-    parser p = {path ? path : "suite", err};
+int sb_suite_dir(const char *path, char *out, size_t n) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) return -1;
+    char *slash = strrchr(real, '/');
+    if (slash == real) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    if (strlen(real) >= n) return -1;
+    memcpy(out, real, strlen(real) + 1);
+    return 0;
+}
+
+sb_suite *sb_suite_load(const char *path, sb_error *err) { return sb_suite_load_dir(path, NULL, err); }
+
+sb_suite *sb_suite_load_dir(const char *path, const char *data_dir, sb_error *err) {
+    parser p = {path ? path : "suite", err, NULL};
+    char dir[PATH_MAX];
     FILE *f = NULL;
     char *buf = NULL;
     size_t len = 0, cap = 0;
@@ -1473,7 +1600,15 @@ sb_suite *sb_suite_load(const char *path, sb_error *err) {
         fail(&p, SB_ERR_FORMAT, "", "larger than 16 MiB; not a suite");
         goto fail;
     }
-    s = sb_suite_parse(buf, len, path, err);
+    if (data_dir && !realpath(data_dir, dir)) {
+        fail(&p, SB_ERR_IO, "", "data folder %s: %s", data_dir, strerror(errno));
+        goto fail;
+    }
+    if (!data_dir && sb_suite_dir(path, dir, sizeof dir) != 0) {
+        fail(&p, SB_ERR_IO, "", "cannot resolve its folder: %s", strerror(errno ? errno : ENAMETOOLONG));
+        goto fail;
+    }
+    s = parse_text(buf, len, path, dir, err);
 
 fail:
     if (f) fclose(f);

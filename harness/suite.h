@@ -31,6 +31,14 @@
  *     ]
  *   }
  *
+ * data.kind may also be a file format, "idx" or "npy" ({"x": PATH, "y": PATH})
+ * or "csv" ({"path": PATH, "label_column": NAME or INDEX, "header": BOOL}),
+ * each with optional "scale" and "classes" and without samples/features:
+ * the files are read and validated while parsing (engine/datafile.c; a bad
+ * file fails the suite with the reader's one line), their sample, feature
+ * and class counts fill the config, and their paths, relative to the suite
+ * file's folder, are stored absolute.
+ *
  * The input width of the MLP is data.features and its output width
  * data.classes; "hidden" lists the widths in between (0 to 7 of them).
  *
@@ -150,6 +158,14 @@ typedef struct sb_suite {
  * sb_suite_parse copies text (len bytes, need not be NUL-terminated) and
  * uses `label` where sb_suite_load uses PATH (and stores it in s->path). */
 sb_suite *sb_suite_load(const char *path, sb_error *err);
+/* Same, with data file paths (data.x, data.y, data.path) relative to
+ * data_dir instead of the suite file's folder (NULL: that folder). A run
+ * of a copied suite passes the original's folder (`train --suite-dir`).
+ * sb_suite_parse resolves them against the working directory. */
+sb_suite *sb_suite_load_dir(const char *path, const char *data_dir, sb_error *err);
+/* The absolute folder a suite file sits in; 0 ok, -1 when it cannot be
+ * resolved (missing file, path too long). */
+int sb_suite_dir(const char *path, char *out, size_t n);
 sb_suite *sb_suite_parse(const char *text, size_t len, const char *label, sb_error *err);
 void sb_suite_free(sb_suite *s);
 
