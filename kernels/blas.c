@@ -56,7 +56,7 @@
  *     in increasing order from 0.0f, then atomically adds that partial (a CAS
  *     loop on the float) straight into dbias[j] (bias_grad) or into the loss
  *     accumulator (xent_forward, divided by B at the end).
- *     weight_grad zeroes dW, then takes chunks of WG_CHUNK_ROWS rows from the
+ *     weight_grad zeroes dW, then takes chunks of max(WG_CHUNK_ROWS, B/WG_CHUNKS) rows from the
  *     same kind of queue; a worker computes its chunk's partial dW with one
  *     cblas_sgemm (K = the chunk's rows) into its own scratch buffer and adds
  *     it into dW tile by tile, each tile of WG_TILE floats under its own spin
@@ -117,7 +117,10 @@
 
 #define DET_CHUNK_ROWS 64  /* deterministic: rows per chunk of a batch reduction */
 #define FAST_CHUNK_ROWS 4  /* fast: rows per work-queue item */
-#define WG_CHUNK_ROWS 8    /* fast weight_grad: batch rows per work-queue item */
+#define WG_CHUNK_ROWS 8    /* fast weight_grad: fewest batch rows per work-queue item */
+#define WG_CHUNKS 4        /* fast weight_grad: the batch is cut into about this many chunks
+                            * (at least 3 are needed for the add order to matter: with two,
+                            * 0+a+b == 0+b+a; fewer, longer chunks keep each SGEMM efficient) */
 #define WG_MAX_WORKERS SB_BLAS_MAX_SGEMM_WORKERS /* fast weight_grad: most SGEMM callers */
 #define COL_TILE 64        /* columns summed together, for memory locality only */
 #define SERIAL_BELOW 16384 /* elementwise ops on fewer elements run on the caller */
@@ -595,6 +598,7 @@ typedef struct wgrad_job {
     float *dW;
     const float *dout, *inp;
     size_t B, N, K;
+    size_t chunk_rows;    /* batch rows per work-queue item */
     work_queue q;
     unsigned char *locks; /* [ceil(N*K / WG_TILE)], NULL: atomic adds per element */
 } wgrad_job;
@@ -610,7 +614,7 @@ static float *worker_scratch(blas_ctx *cx, int w, size_t n) {
     return cx->wg_scratch[w];
 }
 
-/* Fast: take chunks of WG_CHUNK_ROWS batch rows until the queue is empty.
+/* Fast: take chunks of j->chunk_rows batch rows until the queue is empty.
  * Per chunk, part[N,K] = dout[rows,N]^T · inp[rows,K] by one SGEMM (OpenBLAS
  * is on one thread for the whole run, see the header), then every element is
  * atomically added into dW — per element, the chunks' adds land in
@@ -626,8 +630,8 @@ static void wgrad_fast_worker(void *arg, int w, int nw) {
     float *part = worker_scratch(j->cx, w, nk);
     size_t chunk;
     while ((chunk = queue_take(&j->q)) != (size_t)-1) {
-        size_t r0 = chunk * WG_CHUNK_ROWS;
-        size_t rows = j->B - r0 < WG_CHUNK_ROWS ? j->B - r0 : WG_CHUNK_ROWS;
+        size_t r0 = chunk * j->chunk_rows;
+        size_t rows = j->B - r0 < j->chunk_rows ? j->B - r0 : j->chunk_rows;
         const float *g = j->dout + r0 * N, *x = j->inp + r0 * K;
         if (part) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)rows, 1.0f,
@@ -672,7 +676,9 @@ static void blas_weight_grad(sb_backend *be, float *dW, const float *dout, const
                    .B = (size_t)B, .N = (size_t)N, .K = (size_t)K};
     cx->ref->i->zero(cx->ref, dW, (size_t)N * (size_t)K);
     j.locks = sb_blas_tile_locks(be, (size_t)N * (size_t)K);
-    queue_init(cx, &j.q, ((size_t)B + WG_CHUNK_ROWS - 1) / WG_CHUNK_ROWS, be->perturb);
+    j.chunk_rows = ((size_t)B + WG_CHUNKS - 1) / WG_CHUNKS;
+    if (j.chunk_rows < WG_CHUNK_ROWS) j.chunk_rows = WG_CHUNK_ROWS;
+    queue_init(cx, &j.q, ((size_t)B + j.chunk_rows - 1) / j.chunk_rows, be->perturb);
     /* OpenBLAS on one thread while our workers call it; restored once they
      * have all returned (sb_pool_run is a barrier). */
     int saved = openblas_get_num_threads();
