@@ -6,6 +6,8 @@
  * record, written last, so a folder with run.json is a finished run). Both
  * carry this process's environment fingerprint (fingerprint.h): run.json as
  * "environment", the checkpoint's metadata as "samebits.environment".
+ * --init-only writes the freshly initialised model (step 0) the same way and
+ * trains nothing, so other frameworks can start from our initial weights.
  *
  * Not here: matrices, checks, repeats (cmd_run.c).
  */
@@ -33,6 +35,7 @@ static void usage(FILE *f) {
             "  --recheck         run every op twice on the same inputs; flag ops that differ\n"
             "  --no-trace        do not write DIR/trace.sbt\n"
             "  --steps N         train until N optimizer steps are done\n"
+            "  --init-only       write the initialised model (step 0) and run.json; no training\n"
             "  --resume CKPT     continue from a checkpoint of the same run config\n"
             "  --id ID           run id recorded in run.json (default: derived)\n"
             "  --repeat N        repeat index recorded in run.json (default 0)\n"
@@ -56,7 +59,7 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
                                 const char *error, int first_step, int steps_done,
                                 const float *losses, int n_losses, double seconds,
                                 const char *resume, const cJSON *env, int overwrite,
-                                sb_error *err) {
+                                int init_only, sb_error *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "schema", SB_RUN_SCHEMA);
     cJSON_AddStringToObject(root, "id", id);
@@ -74,7 +77,9 @@ static sb_status write_run_json(const char *path, const sb_trainer *t, const cha
     cJSON *l = cJSON_AddArrayToObject(root, "losses");
     for (int i = 0; i < n_losses; i++) cJSON_AddItemToArray(l, cJSON_CreateNumber(losses[i]));
     cJSON_AddNumberToObject(root, "seconds", seconds);
-    cJSON_AddStringToObject(root, "checkpoint", steps_done > 0 && !error ? "weights.safetensors" : "");
+    cJSON_AddStringToObject(root, "checkpoint",
+                            (steps_done > 0 || init_only) && !error ? "weights.safetensors" : "");
+    if (init_only) cJSON_AddBoolToObject(root, "init_only", 1);
     cJSON_AddBoolToObject(root, "perturb", c->perturb);
     char *un = sb_trainer_unseeded_json(t);
     cJSON *unj = un ? cJSON_Parse(un) : NULL;
@@ -99,7 +104,7 @@ int sb_cmd_train(int argc, char **argv) {
     const char *suite_path = NULL, *out = NULL, *resume = NULL, *id_arg = NULL;
     const char *seed_s = NULL, *backend = NULL, *mode_s = NULL, *threads_s = NULL, *steps_s = NULL;
     const char *repeat_s = NULL, *case_s = NULL, *suite_dir = NULL;
-    int perturb = 0, force = 0, recheck = 0, no_trace = 0;
+    int perturb = 0, force = 0, recheck = 0, no_trace = 0, init_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -117,6 +122,9 @@ int sb_cmd_train(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--no-trace")) {
             no_trace = 1;
+            continue;
+        } else if (!strcmp(a, "--init-only")) {
+            init_only = 1;
             continue;
         } else if (!strcmp(a, "--out")) slot = &out;
         else if (!strcmp(a, "--seed")) slot = &seed_s;
@@ -142,6 +150,8 @@ int sb_cmd_train(int argc, char **argv) {
         usage(stderr);
         return SB_EXIT_USAGE;
     }
+    if (init_only && (resume || recheck))
+        return bad("--init-only cannot be combined with %s%s", resume ? "--resume" : "--recheck", "");
 
     sb_error err = {0};
     sb_suite *s = sb_suite_load_dir(suite_path, suite_dir, &err);
@@ -164,6 +174,7 @@ int sb_cmd_train(int argc, char **argv) {
     c.recheck = c.recheck || recheck;
     if (no_trace) c.trace = 0;
     if (c.recheck) c.trace = 1; /* recheck results live in the trace */
+    if (init_only) c.trace = c.recheck = 0; /* no step runs: nothing to trace */
     long long v;
     int repeat = 0;
     if (seed_s) {
@@ -261,7 +272,7 @@ int sb_cmd_train(int argc, char **argv) {
     int n = 0;
     const char *status = "ok";
     const char *error = NULL;
-    while (sb_trainer_steps_done(t) < c.steps) {
+    while (!init_only && sb_trainer_steps_done(t) < c.steps) {
         if (sb_trainer_step(t, &losses[n], &err) != SB_OK) {
             status = "failed";
             error = err.msg;
@@ -293,7 +304,7 @@ int sb_cmd_train(int argc, char **argv) {
     }
     sb_error werr = {0};
     if (write_run_json(runjson, t, id, s, &c, repeat, status, error, first, sb_trainer_steps_done(t),
-                       losses, n, secs, resume, env, force, &werr) != SB_OK) {
+                       losses, n, secs, resume, env, force, init_only, &werr) != SB_OK) {
         fprintf(stderr, "samebits train: %s\n", werr.msg);
         rc = SB_EXIT_RUN;
         goto done;
@@ -303,8 +314,11 @@ int sb_cmd_train(int argc, char **argv) {
         rc = SB_EXIT_RUN;
         goto done;
     }
-    printf("%s: %d steps (%d..%d), final loss %.6g, %.2f s -> %s\n", id, n, first + 1, c.steps,
-           n > 0 ? (double)losses[n - 1] : NAN, secs, ckpt);
+    if (init_only)
+        printf("%s: initial weights (step 0) -> %s\n", id, ckpt);
+    else
+        printf("%s: %d steps (%d..%d), final loss %.6g, %.2f s -> %s\n", id, n, first + 1,
+               c.steps, n > 0 ? (double)losses[n - 1] : NAN, secs, ckpt);
     rc = SB_EXIT_OK;
 done:
     free(env_text);
