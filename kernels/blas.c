@@ -94,6 +94,8 @@
  * Convolution and pooling are in blas_conv.c (im2col + this backend's gemm;
  * fast mode's unordered conv weight/bias gradients use the work queue,
  * atomic adds and tile locks below, exported through blas_internal.h).
+ * Layer norm and embedding are in blas_norm.c (fast mode's layer-norm
+ * parameter gradients and embedding scatter-add use the same helpers).
  *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
@@ -223,6 +225,7 @@ void sb_blas_queue_init(sb_backend *be, sb_blas_queue *q, size_t nchunks) {
 size_t sb_blas_queue_take(sb_blas_queue *q) { return queue_take(q); }
 void sb_blas_atomic_add(float *dst, float v) { atomic_add_float(dst, v); }
 sb_blas_conv *sb_blas_conv_of_fast(sb_backend *be) { return ctx_of(be)->conv; }
+sb_pool *sb_blas_pool_of_fast(sb_backend *be) { return ctx_of(be)->pool; }
 
 unsigned char *sb_blas_tile_locks(sb_backend *be, size_t floats) {
     blas_ctx *cx = ctx_of(be);
@@ -758,6 +761,10 @@ static const sb_backend_i blas_vtable = {
     .maxpool2d_backward = sb_blas_maxpool2d_backward,
     .avgpool2d_forward = sb_blas_avgpool2d_forward,
     .avgpool2d_backward = sb_blas_avgpool2d_backward,
+    .layernorm_forward = sb_blas_layernorm_forward, /* blas_norm.c */
+    .layernorm_backward = sb_blas_layernorm_backward,
+    .embedding_forward = sb_blas_embedding_forward,
+    .embedding_backward = sb_blas_embedding_backward,
     .destroy = blas_destroy,
 };
 

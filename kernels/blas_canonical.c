@@ -18,6 +18,8 @@
  *   conv2d, pooling    blas_conv.c: im2col + canon_gemm (each element one
  *                      fmaf chain, docs/canonical.md §3.3); pooling on plane
  *                      ranges with ref's loops.
+ *   layernorm,         blas_norm.c: canonical_norm.c's row and column
+ *   embedding          functions on disjoint row/column ranges (§3.4).
  *   everything else    elementwise: one contiguous element (or row) range per
  *                      worker, running the same scalar function ref runs.
  * No OpenBLAS call is made in this mode.
@@ -52,6 +54,7 @@ typedef struct canon_ctx {
 static canon_ctx *cx_of(sb_backend *be) { return (canon_ctx *)be->ctx; }
 
 sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be) { return cx_of(be)->conv; }
+sb_pool *sb_blas_pool_of_canonical(sb_backend *be) { return cx_of(be)->pool; }
 
 static void split_range(size_t n, int w, int nw, size_t *lo, size_t *hi) {
     size_t q = n / (size_t)nw, r = n % (size_t)nw, uw = (size_t)w;
@@ -386,6 +389,10 @@ static const sb_backend_i canon_vtable = {
     .maxpool2d_backward = sb_blas_maxpool2d_backward,
     .avgpool2d_forward = sb_blas_avgpool2d_forward,
     .avgpool2d_backward = sb_blas_avgpool2d_backward,
+    .layernorm_forward = sb_blas_layernorm_forward, /* blas_norm.c: canonical_norm.c's order */
+    .layernorm_backward = sb_blas_layernorm_backward,
+    .embedding_forward = sb_blas_embedding_forward,
+    .embedding_backward = sb_blas_embedding_backward,
     .destroy = canon_destroy,
 };
 

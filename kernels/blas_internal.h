@@ -1,6 +1,7 @@
 /* blas_internal.h — what the "blas" backend's files share: the fast-mode work
  * queue, atomic float adds and tile-locked accumulation (blas.c), and the
- * convolution/pooling entries (blas_conv.c) that both of its vtables — the
+ * convolution/pooling (blas_conv.c) and layer-norm/embedding (blas_norm.c)
+ * entries that both of its vtables — the
  * deterministic/fast one (blas.c) and the canonical one (blas_canonical.c) —
  * install.
  *
@@ -45,9 +46,12 @@ void sb_blas_locked_add(float *dst, const float *part, size_t n, unsigned char *
                         size_t start);
 /* The conv scratch of the deterministic/fast backend. */
 struct sb_blas_conv *sb_blas_conv_of_fast(sb_backend *be);
+/* The worker pool of the deterministic/fast backend. */
+sb_pool *sb_blas_pool_of_fast(sb_backend *be);
 
 /* ---- blas_canonical.c ---- */
 struct sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be);
+sb_pool *sb_blas_pool_of_canonical(sb_backend *be);
 
 /* ---- blas_conv.c ---- */
 
@@ -70,5 +74,17 @@ void sb_blas_avgpool2d_forward(sb_backend *be, float *out, const float *inp,
                                const sb_pool2d_shape *s);
 void sb_blas_avgpool2d_backward(sb_backend *be, float *dinp, const float *dout,
                                 const sb_pool2d_shape *s);
+
+/* ---- blas_norm.c (all three modes; the mode is read from be) ---- */
+void sb_blas_layernorm_forward(sb_backend *be, float *out, float *mean, float *rstd,
+                               const float *inp, const float *weight, const float *bias, int R,
+                               int C, float eps);
+void sb_blas_layernorm_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                                const float *dout, const float *inp, const float *weight,
+                                const float *mean, const float *rstd, int R, int C);
+void sb_blas_embedding_forward(sb_backend *be, float *out, const float *table, const int32_t *ids,
+                               int n, int V, int D);
+void sb_blas_embedding_backward(sb_backend *be, float *dtable, const float *dout,
+                                const int32_t *ids, int n, int V, int D);
 
 #endif /* SB_BLAS_INTERNAL_H */

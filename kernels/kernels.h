@@ -243,6 +243,64 @@ typedef struct sb_backend_i {
     void (*avgpool2d_backward)(sb_backend *be, float *dinp, const float *dout,
                                const sb_pool2d_shape *s);
 
+    /* ---- layer norm and embedding (kernels/ref_norm.c, blas_norm.c,
+     * canonical_norm.c). rsqrt is 1.0f / sqrtf(v) in every mode and backend
+     * (two correctly rounded operations), never an approximation. ---- */
+
+    /* Layer norm over the last dimension of inp[R, C] (R rows >= 0, C >= 1),
+     * PyTorch's formula with biased variance; overwrites out[R, C], mean[R]
+     * and rstd[R] (saved for backward). Per row, in every mode:
+     *   m = S(x) / C;  d_i = x_i - m;  v = Q(d) / C;  rstd = 1.0f / sqrtf(v + eps);
+     *   xhat_i = d_i * rstd;  out_i = xhat_i * weight[i] + bias[i]
+     * (canonical: out_i = fmaf(xhat_i, weight[i], bias[i])).
+     * S and Q (sum of squares) are per-row reductions over i:
+     *   ref, blas deterministic and fast: S sequential from 0.0f, i = 0..C-1;
+     *     Q the same over d_i*d_i (product rounded, then the sum) — blas runs
+     *     ref's row function on disjoint row ranges: ref's bits.
+     *   canonical: S = canon_sum; Q = canon_dot(d, d) (docs/canonical.md §3.4:
+     *     blocks of 64, each one fmaf chain, block sums through the tree). */
+    void (*layernorm_forward)(sb_backend *be, float *out, float *mean, float *rstd,
+                              const float *inp, const float *weight, const float *bias, int R,
+                              int C, float eps);
+    /* Gradients of layer norm, each ADDED into (+=) its buffer, from the saved
+     * mean[R], rstd[R] (xhat_i recomputed as (x_i - m) * rstd):
+     *   dinp[r,i] += ((g_i - a) - xhat_i * b) * rstd, with g_i = dout_i *
+     *     weight[i], a = S(g) / C, b = D(g, xhat) / C, per row (canonical:
+     *     dinp += fmaf(-xhat_i, b, g_i - a) * rstd); dinp NULL: skipped;
+     *   dweight[i] += sum over rows r of dout[r,i] * xhat[r,i];
+     *   dbias[i]   += sum over rows r of dout[r,i].
+     * Per-row S and D as in the forward (ref/deterministic/fast: sequential
+     * from 0.0f, products rounded; canonical: canon_sum and canon_dot). The
+     * column sums over rows, each formed first and added once:
+     *   ref: r = 0..R-1 increasing from 0.0f.
+     *   blas deterministic: the same, bit for bit (workers own disjoint
+     *     columns; independent of the thread count).
+     *   blas fast: UNORDERED — rows cut into chunks from the work queue; a
+     *     chunk's partials (its rows in increasing order from 0.0f) are added
+     *     into dweight/dbias tile by tile under spin locks, in completion order
+     *     (permuted per call when perturb is on). dinp as deterministic.
+     *   canonical (both): dbias += canon_sum over rows, dweight += canon_dot
+     *     over rows of (dout, xhat) (workers own disjoint columns). */
+    void (*layernorm_backward)(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                               const float *dout, const float *inp, const float *weight,
+                               const float *mean, const float *rstd, int R, int C);
+    /* out[t, :] = table[ids[t], :] for t < n (overwrites out[n, D]); table
+     * [V, D]; ids in [0, V) (SB_ASSERT: the caller validates). A copy: the
+     * same bits in every mode and backend. */
+    void (*embedding_forward)(sb_backend *be, float *out, const float *table,
+                              const int32_t *ids, int n, int V, int D);
+    /* The scatter-add: dtable[ids[t], :] += dout[t, :] for t < n; a token id
+     * that occurs several times collects every one of its rows. Order per
+     * element of dtable: each occurrence adds straight into dtable
+     * (dtable = dtable + dout, no partial sum):
+     *   ref, blas deterministic, canonical (both): t = 0..n-1 increasing (blas:
+     *     workers own disjoint column ranges) — the same bits everywhere.
+     *   blas fast: UNORDERED — tokens cut into chunks from the work queue; each
+     *     row is added element by element with atomic adds, in completion
+     *     order (permuted per call when perturb is on), as GPU atomics do. */
+    void (*embedding_backward)(sb_backend *be, float *dtable, const float *dout,
+                               const int32_t *ids, int n, int V, int D);
+
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
 } sb_backend_i;

@@ -31,6 +31,7 @@
 #include "canonical.h"
 #include "conv_internal.h"
 #include "kernels.h"
+#include "norm_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -462,6 +463,10 @@ static const sb_backend_i ref_vtable = {
     .maxpool2d_backward = sb_ref_maxpool2d_backward,
     .avgpool2d_forward = sb_ref_avgpool2d_forward,
     .avgpool2d_backward = sb_ref_avgpool2d_backward,
+    .layernorm_forward = sb_ref_layernorm_forward, /* ref_norm.c */
+    .layernorm_backward = sb_ref_layernorm_backward,
+    .embedding_forward = sb_ref_embedding_forward,
+    .embedding_backward = sb_ref_embedding_backward,
     .destroy = ref_destroy,
 };
 
@@ -493,6 +498,10 @@ static const sb_backend_i ref_canonical_vtable = {
     .maxpool2d_backward = sb_ref_maxpool2d_backward,
     .avgpool2d_forward = sb_ref_avgpool2d_forward,
     .avgpool2d_backward = sb_ref_avgpool2d_backward,
+    .layernorm_forward = sb_canon_ref_layernorm_forward, /* canonical_norm.c */
+    .layernorm_backward = sb_canon_ref_layernorm_backward,
+    .embedding_forward = sb_ref_embedding_forward, /* embedding: one order everywhere */
+    .embedding_backward = sb_ref_embedding_backward,
     .destroy = ref_destroy,
 };
 

@@ -67,3 +67,22 @@ sb_add_test_exe(test_kernels_conv
     blas_fast_perturbed_conv2d_weight_grad_should_vary_between_calls
     canonical_conv2d_and_pools_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_conv2d_should_differ_from_deterministic_mode)
+
+# Layer norm and embedding: ref against finite differences and double
+# precision, blas against ref (deterministic and fast, 1 and 2 threads, guard
+# bytes), repeated token ids in the scatter-add, determinism, fast-mode
+# perturbation, and canonical ref == blas bitwise on every SIMD path and
+# thread count 1..4.
+sb_add_test_exe(test_kernels_norm
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_norm.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_layernorm_input_weight_and_bias
+    gradcheck_should_match_finite_differences_for_embedding_table
+    layernorm_forward_should_match_double_precision_statistics_and_outputs
+    embedding_should_copy_rows_and_add_every_occurrence_of_repeated_ids
+    blas_layernorm_should_equal_ref_deterministic_and_stay_within_bound_fast
+    blas_deterministic_layernorm_and_embedding_should_repeat_bitwise
+    blas_fast_perturbed_norm_and_embedding_gradients_should_vary_between_calls
+    canonical_layernorm_and_embedding_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_layernorm_should_differ_from_deterministic_mode)
