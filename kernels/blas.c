@@ -95,7 +95,8 @@
  * fast mode's unordered conv weight/bias gradients use the work queue,
  * atomic adds and tile locks below, exported through blas_internal.h).
  * Layer norm and embedding are in blas_norm.c (fast mode's layer-norm
- * parameter gradients and embedding scatter-add use the same helpers).
+ * parameter gradients and embedding scatter-add use the same helpers), batch
+ * norm in blas_batchnorm.c (its fast-mode per-channel sums likewise).
  *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
@@ -765,6 +766,9 @@ static const sb_backend_i blas_vtable = {
     .layernorm_backward = sb_blas_layernorm_backward,
     .embedding_forward = sb_blas_embedding_forward,
     .embedding_backward = sb_blas_embedding_backward,
+    .batchnorm_forward = sb_blas_batchnorm_forward, /* blas_batchnorm.c */
+    .batchnorm_forward_eval = sb_blas_batchnorm_forward_eval,
+    .batchnorm_backward = sb_blas_batchnorm_backward,
     .destroy = blas_destroy,
 };
 

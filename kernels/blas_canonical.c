@@ -20,6 +20,8 @@
  *                      ranges with ref's loops.
  *   layernorm,         blas_norm.c: canonical_norm.c's row and column
  *   embedding          functions on disjoint row/column ranges (§3.4).
+ *   batchnorm          blas_batchnorm.c: canonical_batchnorm.c's channel
+ *                      functions on disjoint channel ranges (§3.5).
  *   everything else    elementwise: one contiguous element (or row) range per
  *                      worker, running the same scalar function ref runs.
  * No OpenBLAS call is made in this mode.
@@ -393,6 +395,9 @@ static const sb_backend_i canon_vtable = {
     .layernorm_backward = sb_blas_layernorm_backward,
     .embedding_forward = sb_blas_embedding_forward,
     .embedding_backward = sb_blas_embedding_backward,
+    .batchnorm_forward = sb_blas_batchnorm_forward, /* blas_batchnorm.c: §3.5's order */
+    .batchnorm_forward_eval = sb_blas_batchnorm_forward_eval,
+    .batchnorm_backward = sb_blas_batchnorm_backward,
     .destroy = canon_destroy,
 };
 

@@ -1,7 +1,7 @@
 /* blas_internal.h — what the "blas" backend's files share: the fast-mode work
  * queue, atomic float adds and tile-locked accumulation (blas.c), and the
- * convolution/pooling (blas_conv.c) and layer-norm/embedding (blas_norm.c)
- * entries that both of its vtables — the
+ * convolution/pooling (blas_conv.c), layer-norm/embedding (blas_norm.c) and
+ * batch-norm (blas_batchnorm.c) entries that both of its vtables — the
  * deterministic/fast one (blas.c) and the canonical one (blas_canonical.c) —
  * install.
  *
@@ -86,5 +86,18 @@ void sb_blas_embedding_forward(sb_backend *be, float *out, const float *table, c
                                int n, int V, int D);
 void sb_blas_embedding_backward(sb_backend *be, float *dtable, const float *dout,
                                 const int32_t *ids, int n, int V, int D);
+
+/* ---- blas_batchnorm.c (all three modes; the mode is read from be) ---- */
+void sb_blas_batchnorm_forward(sb_backend *be, float *out, float *mean, float *rstd,
+                               float *running_mean, float *running_var, const float *inp,
+                               const float *weight, const float *bias, int N, int C, int S,
+                               float eps, float momentum);
+void sb_blas_batchnorm_forward_eval(sb_backend *be, float *out, const float *inp,
+                                    const float *weight, const float *bias,
+                                    const float *running_mean, const float *running_var, int N,
+                                    int C, int S, float eps);
+void sb_blas_batchnorm_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                                const float *dout, const float *inp, const float *weight,
+                                const float *mean, const float *rstd, int N, int C, int S);
 
 #endif /* SB_BLAS_INTERNAL_H */

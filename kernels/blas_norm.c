@@ -113,7 +113,7 @@ static void emb_fast_items(job *j) {
 
 static void worker(void *arg, int w, int nw) {
     job *j = arg;
-    size_t lo, hi;
+    size_t lo = 0, hi = 0;
     switch (j->kind) {
     case J_LN_FAST: ln_fast_items(j, w, nw); return;
     case J_EMB_FAST: emb_fast_items(j); return;

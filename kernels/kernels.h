@@ -301,6 +301,69 @@ typedef struct sb_backend_i {
     void (*embedding_backward)(sb_backend *be, float *dtable, const float *dout,
                                const int32_t *ids, int n, int V, int D);
 
+    /* ---- batch norm (kernels/ref_batchnorm.c, blas_batchnorm.c,
+     * canonical_batchnorm.c), PyTorch's BatchNorm1d/2d. inp[N, C, S]
+     * contiguous (S = H*W; S = 1 for [N, C] inputs); weight, bias and every
+     * statistic are [C]. A channel's M = N*S values are taken in (n, s)
+     * order, n outermost. rsqrt is 1.0f / sqrtf(v) as for layer norm. ---- */
+
+    /* Training-mode forward with batch statistics (N*S >= 2, as PyTorch
+     * requires). Per channel c, in every mode:
+     *   m = S(x) / M;  d = x - m;  Q = S2(d);  v = Q / M (biased);
+     *   rstd = 1.0f / sqrtf(v + eps);  out = ((x - m) * rstd) * weight[c] + bias[c]
+     *   (canonical: out = fmaf((x - m) * rstd, weight[c], bias[c]));
+     * overwrites out[N, C, S], mean[C] = m, rstd[C] = rstd (saved for
+     * backward). running_mean[C] and running_var[C] are updated in place,
+     * PyTorch's rule with the UNBIASED variance vu = Q / (M - 1):
+     *   running = (1.0f - momentum) * running + momentum * batch
+     *   (canonical: fmaf(momentum, batch, (1.0f - momentum) * running));
+     * either may be NULL (not tracked). (PyTorch's momentum=None, the
+     * cumulative average, is the caller passing momentum = 1/t.)
+     * S (the mean's sum) and S2 (sum of squares) per channel:
+     *   ref, blas deterministic: sequential from 0.0f over the M values in
+     *     (n, s) order; S2 adds d*d (product rounded, then the sum). blas:
+     *     workers own disjoint channels, ref's bits for any thread count.
+     *   blas fast: UNORDERED — the batch is cut into chunks of 2 images from
+     *     the work queue; a chunk's partial per channel (its images
+     *     increasing, then s, from 0.0f) is added into a zeroed per-channel
+     *     total under spin locks, in completion order (permuted per call
+     *     when perturb is on): one pass for S, then one for S2.
+     *   canonical (both): S = canon_sum, S2 = canon_dot(d, d) over the M
+     *     values (docs/canonical.md §3.5; workers own disjoint channels). */
+    void (*batchnorm_forward)(sb_backend *be, float *out, float *mean, float *rstd,
+                              float *running_mean, float *running_var, const float *inp,
+                              const float *weight, const float *bias, int N, int C, int S,
+                              float eps, float momentum);
+    /* Eval-mode forward from the running statistics (N >= 0), overwriting
+     * out[N, C, S]; nothing else is written. Per channel rstd = 1.0f /
+     * sqrtf(running_var[c] + eps); out = ((x - running_mean[c]) * rstd) *
+     * weight[c] + bias[c] (canonical: the last two steps one fmaf). No
+     * reduction: the same bits for every split; deterministic and fast are
+     * identical. */
+    void (*batchnorm_forward_eval)(sb_backend *be, float *out, const float *inp,
+                                   const float *weight, const float *bias,
+                                   const float *running_mean, const float *running_var, int N,
+                                   int C, int S, float eps);
+    /* Training-mode gradients (PyTorch's formula, batch statistics), each
+     * ADDED into (+=) its buffer, from the saved mean[C], rstd[C] (xhat =
+     * (x - mean[c]) * rstd[c] recomputed). Per channel, over its M values:
+     *   G = S(dout), X = S(dout * xhat) (products rounded, then the sum);
+     *   dbias[c] += G;  dweight[c] += X  (each formed first, added once);
+     *   dinp += ((dout - G/M) - xhat * (X/M)) * (weight[c] * rstd[c])
+     *   (canonical: dinp += fmaf(-xhat, X/M, dout - G/M) * (weight[c] * rstd[c])).
+     * Any of dinp, dweight, dbias may be NULL (skipped); the sums are formed
+     * whenever dinp is asked for. Order of G and X:
+     *   ref, blas deterministic: sequential from 0.0f in (n, s) order (blas:
+     *     workers own disjoint channels; ref's bits for any thread count).
+     *   blas fast: UNORDERED — chunks of 2 images from the work queue, each
+     *     chunk's partials added into zeroed totals under spin locks in
+     *     completion order (permuted per call when perturb is on); the totals
+     *     then go to dbias/dweight and into dinp as above.
+     *   canonical (both): G = canon_sum, X = canon_dot(dout, xhat) (§3.5). */
+    void (*batchnorm_backward)(sb_backend *be, float *dinp, float *dweight, float *dbias,
+                               const float *dout, const float *inp, const float *weight,
+                               const float *mean, const float *rstd, int N, int C, int S);
+
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
 } sb_backend_i;

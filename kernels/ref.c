@@ -28,6 +28,7 @@
  * these very functions on disjoint ranges from its worker threads, which is
  * why its elementwise ops equal ref's bit for bit.
  */
+#include "batchnorm_internal.h"
 #include "canonical.h"
 #include "conv_internal.h"
 #include "kernels.h"
@@ -467,6 +468,9 @@ static const sb_backend_i ref_vtable = {
     .layernorm_backward = sb_ref_layernorm_backward,
     .embedding_forward = sb_ref_embedding_forward,
     .embedding_backward = sb_ref_embedding_backward,
+    .batchnorm_forward = sb_ref_batchnorm_forward, /* ref_batchnorm.c */
+    .batchnorm_forward_eval = sb_ref_batchnorm_forward_eval,
+    .batchnorm_backward = sb_ref_batchnorm_backward,
     .destroy = ref_destroy,
 };
 
@@ -502,6 +506,9 @@ static const sb_backend_i ref_canonical_vtable = {
     .layernorm_backward = sb_canon_ref_layernorm_backward,
     .embedding_forward = sb_ref_embedding_forward, /* embedding: one order everywhere */
     .embedding_backward = sb_ref_embedding_backward,
+    .batchnorm_forward = sb_canon_ref_batchnorm_forward, /* canonical_batchnorm.c */
+    .batchnorm_forward_eval = sb_canon_ref_batchnorm_forward_eval,
+    .batchnorm_backward = sb_canon_ref_batchnorm_backward,
     .destroy = ref_destroy,
 };
 

@@ -86,3 +86,20 @@ sb_add_test_exe(test_kernels_norm
     blas_fast_perturbed_norm_and_embedding_gradients_should_vary_between_calls
     canonical_layernorm_and_embedding_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_layernorm_should_differ_from_deterministic_mode)
+
+# Batch norm: ref against finite differences and double precision (batch
+# statistics, the unbiased running variance, eval mode), blas against ref
+# (deterministic and fast, 1 and 2 threads, guard bytes), determinism,
+# fast-mode perturbation, and canonical ref == blas bitwise on every SIMD
+# path and thread count 1..4.
+sb_add_test_exe(test_kernels_bn
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_bn.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_batchnorm_input_weight_and_bias
+    batchnorm_forward_should_match_double_precision_stats_running_update_and_eval
+    blas_batchnorm_should_equal_ref_deterministic_and_stay_within_bound_fast
+    blas_deterministic_batchnorm_should_repeat_bitwise
+    blas_fast_perturbed_batchnorm_statistics_and_gradients_should_vary_between_calls
+    canonical_batchnorm_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_batchnorm_should_differ_from_deterministic_mode)
