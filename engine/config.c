@@ -11,10 +11,9 @@
 #include <math.h>
 #include <string.h>
 
-sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
+/* the MLP: widths in range, first = data.features, last = data.classes */
+static sb_status validate_mlp(const sb_run_config *c, sb_error *err) {
     const sb_model_config *m = &c->model;
-    if (strcmp(m->kind, "mlp") != 0)
-        return sb_error_set(err, SB_ERR_ARG, "model.kind: unknown model \"%s\"", m->kind);
     if (m->n_widths < 2 || m->n_widths > SB_MAX_LAYERS + 1)
         return sb_error_set(err, SB_ERR_ARG, "model: %d widths, expected 2..%d", m->n_widths,
                             SB_MAX_LAYERS + 1);
@@ -28,6 +27,62 @@ sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
     if (m->widths[m->n_widths - 1] != c->data.classes)
         return sb_error_set(err, SB_ERR_ARG, "model: output width %d differs from data.classes %d",
                             m->widths[m->n_widths - 1], c->data.classes);
+    return SB_OK;
+}
+
+/* the CNN: image data, channel counts, an odd kernel, room for two 2×2 pools */
+static sb_status validate_cnn(const sb_run_config *c, sb_error *err) {
+    const sb_model_config *m = &c->model;
+    const sb_data_config *d = &c->data;
+    if (d->height < 1)
+        return sb_error_set(err, SB_ERR_ARG, "model: a cnn needs image data (data.kind \"shapes\")");
+    for (int i = 0; i < 2; i++)
+        if (m->channels[i] < 1 || m->channels[i] > 1024)
+            return sb_error_set(err, SB_ERR_ARG, "model.channels[%d]: %d out of range 1..1024", i,
+                                m->channels[i]);
+    if (m->kernel < 1 || m->kernel > 15 || m->kernel % 2 == 0)
+        return sb_error_set(err, SB_ERR_ARG, "model.kernel: %d, expected an odd size 1..15",
+                            m->kernel);
+    if (d->height < 4 || d->width < 4)
+        return sb_error_set(err, SB_ERR_ARG, "model: two 2x2 pools need images of at least 4x4");
+    if (m->pool != SB_POOL_MAX && m->pool != SB_POOL_AVG)
+        return sb_error_set(err, SB_ERR_ARG, "model.pool: unknown pool");
+    if (m->dropout != 0.0f)
+        return sb_error_set(err, SB_ERR_ARG, "model.dropout: not supported by the cnn");
+    return SB_OK;
+}
+
+/* image data (height > 0) and its augmentation */
+static sb_status validate_images(const sb_data_config *d, sb_error *err) {
+    int images = d->height > 0;
+    if (images && (d->channels < 1 || d->channels > 3 || d->height > 256 || d->width < 1 ||
+                   d->width > 256 || d->features != d->channels * d->height * d->width))
+        return sb_error_set(err, SB_ERR_ARG, "data: images need channels 1..3, height and width "
+                            "1..256 and features = channels*height*width");
+    if (!strcmp(d->kind, "shapes") && (!images || d->classes > SB_SHAPES_MAX))
+        return sb_error_set(err, SB_ERR_ARG, "data: shapes need channels, height, width and at "
+                            "most %d classes", SB_SHAPES_MAX);
+    if (!(d->aug_flip >= 0.0f && d->aug_flip <= 1.0f) || d->aug_shift < 0)
+        return sb_error_set(err, SB_ERR_ARG, "data.augment: flip in [0, 1], shift >= 0");
+    if ((d->aug_flip > 0.0f || d->aug_shift > 0) && !images)
+        return sb_error_set(err, SB_ERR_ARG, "data.augment: flip and shift need image data");
+    if (images && (d->aug_shift >= d->height || d->aug_shift >= d->width))
+        return sb_error_set(err, SB_ERR_ARG, "data.augment.shift: %d, must be below the image size",
+                            d->aug_shift);
+    return SB_OK;
+}
+
+sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
+    const sb_model_config *m = &c->model;
+    sb_status st;
+    if (!strcmp(m->kind, "mlp"))
+        st = validate_mlp(c, err);
+    else if (!strcmp(m->kind, "cnn"))
+        st = validate_cnn(c, err);
+    else
+        return sb_error_set(err, SB_ERR_ARG, "model.kind: unknown model \"%s\"", m->kind);
+    if (st != SB_OK) return st;
+    if ((st = validate_images(&c->data, err)) != SB_OK) return st;
     if (c->data.samples < 2 || c->data.classes < 2 || c->data.features < 1)
         return sb_error_set(err, SB_ERR_ARG, "data: samples >= 2, classes >= 2, features >= 1");
     if (sb_data_kind_is_file(c->data.kind) &&
@@ -94,14 +149,27 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     if (!root) return NULL;
     cJSON *model = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(model, "kind", c->model.kind);
-    cJSON_AddItemToObject(model, "widths", cJSON_CreateIntArray(c->model.widths, c->model.n_widths));
-    cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
-    add_float(model, "dropout", c->model.dropout);
+    if (!strcmp(c->model.kind, "cnn")) {
+        cJSON_AddItemToObject(model, "channels", cJSON_CreateIntArray(c->model.channels, 2));
+        cJSON_AddNumberToObject(model, "kernel", c->model.kernel);
+        cJSON_AddStringToObject(model, "pool", c->model.pool == SB_POOL_AVG ? "avg" : "max");
+        cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
+    } else {
+        cJSON_AddItemToObject(model, "widths",
+                              cJSON_CreateIntArray(c->model.widths, c->model.n_widths));
+        cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
+        add_float(model, "dropout", c->model.dropout);
+    }
     cJSON *data = cJSON_AddObjectToObject(root, "data");
     cJSON_AddStringToObject(data, "kind", c->data.kind);
     cJSON_AddNumberToObject(data, "samples", c->data.samples);
     cJSON_AddNumberToObject(data, "features", c->data.features);
     cJSON_AddNumberToObject(data, "classes", c->data.classes);
+    if (c->data.height > 0) { /* images only, so vector runs keep their JSON byte for byte */
+        cJSON_AddNumberToObject(data, "channels", c->data.channels);
+        cJSON_AddNumberToObject(data, "height", c->data.height);
+        cJSON_AddNumberToObject(data, "width", c->data.width);
+    }
     if (sb_data_kind_is_file(c->data.kind)) {
         /* the files as resolved (absolute paths) and how they are read */
         if (!strcmp(c->data.kind, "csv")) {
@@ -123,6 +191,10 @@ char *sb_run_config_to_json(const sb_run_config *c) {
     cJSON *aug = cJSON_AddObjectToObject(data, "augment");
     add_float(aug, "noise", c->data.aug_noise);
     add_float(aug, "feature_drop", c->data.aug_feature_drop);
+    if (c->data.height > 0) {
+        add_float(aug, "flip", c->data.aug_flip);
+        cJSON_AddNumberToObject(aug, "shift", c->data.aug_shift);
+    }
     cJSON *loader = cJSON_AddObjectToObject(data, "loader");
     cJSON_AddNumberToObject(loader, "workers", c->data.loader_workers);
     cJSON_AddStringToObject(loader, "order", c->data.loader_completion ? "completion" : "ordered");

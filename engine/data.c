@@ -6,6 +6,9 @@
  *             sample i has class i mod classes (balanced).
  *   spirals — `classes` interleaved arms in 2-D: radius t ∈ [0, 1), angle
  *             2πk/classes + 4t + noise·N(0, 1).
+ *   shapes  — images [channels, height, width] (row-major, the sample's
+ *             features): one shape per image, class i mod classes, at a random
+ *             size, position and colour, plus pixel noise (draw_shape).
  * Shuffle (stream "data/shuffle", DESIGN.md §4): Fisher–Yates over the sample
  * indices; `once` uses index 0 for every epoch, `epoch` uses the epoch number.
  *
@@ -17,6 +20,63 @@
 
 #include <math.h>
 #include <string.h>
+
+/* ---- shapes ---- */
+
+static const char *const SHAPE_NAMES[SB_SHAPES_MAX] = {
+    "square", "disk", "triangle", "plus", "hbar", "vbar", "ring", "frame", "x", "diagonal"};
+
+const char *sb_shape_name(int k) { return k >= 0 && k < SB_SHAPES_MAX ? SHAPE_NAMES[k] : "?"; }
+
+static int iabs(int v) { return v < 0 ? -v : v; }
+
+/* Whether local pixel (u row, v column) of an s×s box belongs to shape k.
+ * Integer arithmetic only (doubled coordinates centre the box at s-1), so
+ * the pixels are the same on every machine. */
+static int shape_covers(int k, int s, int u, int v) {
+    int cu = 2 * u - (s - 1), cv = 2 * v - (s - 1), d2 = cu * cu + cv * cv;
+    int th = s / 5 > 2 ? s / 5 : 2, th2 = s / 8 > 1 ? s / 8 : 1;
+    switch (k) {
+    case 0: return 1;                                           /* filled square */
+    case 1: return d2 <= s * s;                                 /* disk */
+    case 2: return iabs(cv) <= u;                               /* triangle, apex up */
+    case 3: return iabs(cu) <= s / 3 || iabs(cv) <= s / 3;      /* plus */
+    case 4: return iabs(cu) <= s / 3;                           /* horizontal bar */
+    case 5: return iabs(cv) <= s / 3;                           /* vertical bar */
+    case 6: return d2 <= s * s && d2 >= (s - 2 * th) * (s - 2 * th); /* ring */
+    case 7: return u < th || u >= s - th || v < th || v >= s - th;  /* frame */
+    case 8: return iabs(u - v) <= th2 || iabs(u + v - (s - 1)) <= th2; /* X */
+    default: return iabs(u - v) <= th2;                         /* diagonal */
+    }
+}
+
+/* Sample i (class i mod classes): draws, in this order, the box size s in
+ * [3/8, 5/8] of min(H, W), its top row and left column, one colour per
+ * channel (grey 0.5..1 for one channel, 0.2..1 per channel otherwise), then
+ * noise·N(0,1) for every pixel in (channel, row, column) order. */
+static void draw_shape(const sb_data_config *c, sb_rng *r, int i, sb_dataset *d) {
+    int C = c->channels, H = c->height, W = c->width, k = i % c->classes;
+    int side = H < W ? H : W, lo = side * 3 / 8, hi = side * 5 / 8;
+    if (lo < 3) lo = side < 3 ? side : 3;
+    if (hi < lo) hi = lo;
+    int s = lo + (int)sb_rng_below(r, (uint32_t)(hi - lo + 1));
+    int y0 = (int)sb_rng_below(r, (uint32_t)(H - s + 1));
+    int x0 = (int)sb_rng_below(r, (uint32_t)(W - s + 1));
+    float colour[3];
+    for (int ch = 0; ch < C && ch < 3; ch++)
+        colour[ch] = C == 1 ? 0.5f + 0.5f * sb_rng_uniform(r) : 0.2f + 0.8f * sb_rng_uniform(r);
+    float *x = d->x + (size_t)i * c->features;
+    for (int ch = 0; ch < C; ch++)
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++) {
+                int u = y - y0, v = xx - x0;
+                int on = u >= 0 && u < s && v >= 0 && v < s && shape_covers(k, s, u, v);
+                float px = on ? colour[ch % 3] : 0.0f;
+                if (c->noise > 0.0f) px = px + c->noise * sb_rng_normal(r);
+                x[((size_t)ch * H + y) * W + xx] = px;
+            }
+    d->y[i] = k;
+}
 
 /* A file format: read it, and insist it still holds what the suite saw. */
 static sb_dataset *dataset_from_files(const sb_data_config *c, sb_error *err) {
@@ -71,6 +131,15 @@ sb_dataset *sb_dataset_new(const sb_data_config *c, uint64_t seed, sb_error *err
             d->x[(size_t)i * 2 + 0] = (float)(t * sin(angle));
             d->x[(size_t)i * 2 + 1] = (float)(t * cos(angle));
         }
+    } else if (!strcmp(c->kind, "shapes")) {
+        if (c->channels < 1 || c->height < 1 || c->width < 1 ||
+            (size_t)c->features != (size_t)c->channels * c->height * c->width ||
+            c->classes > SB_SHAPES_MAX) {
+            sb_error_set(err, SB_ERR_ARG, "data: shapes need channels·height·width = features "
+                         "and at most %d classes", SB_SHAPES_MAX);
+            goto fail;
+        }
+        for (int i = 0; i < c->samples; i++) draw_shape(c, &r, i, d);
     } else {
         sb_error_set(err, SB_ERR_ARG, "data.kind: unknown dataset \"%s\"", c->kind);
         goto fail;

@@ -43,12 +43,22 @@ uint32_t sb_rng_below(sb_rng *r, uint32_t n); /* uniform in [0, n), unbiased; n 
 
 #define SB_MAX_LAYERS 8
 
+typedef enum sb_pool { SB_POOL_MAX = 0, SB_POOL_AVG = 1 } sb_pool;
+
 typedef struct sb_model_config {
-    char kind[16];                  /* "mlp" */
+    char kind[16];                  /* "mlp" or "cnn" */
+    /* mlp: */
     int n_widths;                   /* widths[0] = input features, last = classes */
     int widths[SB_MAX_LAYERS + 1];
-    sb_act act;
+    sb_act act;                     /* mlp: after every hidden layer; cnn: after each conv */
     float dropout;                  /* inverted dropout after every hidden activation; 0 = none */
+    /* cnn (engine/cnn.c): conv1 → act → pool1 → conv2 → act → pool2 → fc, on
+     * the data's [channels, height, width] images. Convs: stride 1, zero
+     * padding kernel/2; pools: 2×2, stride 2; fc maps the flattened pool2
+     * output to data.classes. */
+    int channels[2];                /* output channels of conv1, conv2 */
+    int kernel;                     /* odd, square */
+    sb_pool pool;
 } sb_model_config;
 
 typedef enum sb_shuffle { SB_SHUFFLE_NONE = 0, SB_SHUFFLE_ONCE = 1, SB_SHUFFLE_EPOCH = 2 } sb_shuffle;
@@ -57,12 +67,20 @@ typedef struct sb_data_config {
     char kind[16];      /* "blobs" (Gaussian blobs), "spirals", or a file format:
                          * "idx", "csv", "npy" (datafile.c) */
     int samples, features, classes; /* for file formats: what the files hold */
-    float noise;        /* blobs: cluster std-dev; spirals: jitter */
+    float noise;        /* blobs: cluster std-dev; spirals: jitter; shapes: pixel noise */
+    /* "shapes" (images, features = channels·height·width): channels 1 or 3,
+     * 0 for vector data */
+    int channels, height, width;
     sb_shuffle shuffle; /* none, once (one permutation for all epochs), epoch */
     /* per-sample augmentation (stream "data/augment", index = the sample's
      * position in the run's sample sequence): x += aug_noise·N(0,1), then each
      * feature is zeroed with probability aug_feature_drop */
     float aug_noise, aug_feature_drop;
+    /* images only, drawn before the noise: flip horizontally with probability
+     * aug_flip, then shift by (dy, dx) uniform in [-aug_shift, aug_shift]²
+     * with zero fill */
+    float aug_flip;
+    int aug_shift;
     /* parallel loader: `loader_workers` threads (0 = none, the trainer's own
      * thread) each prepare whole batches; loader_completion = 1 hands batches
      * to the trainer in the order workers finish them (the classic
@@ -155,6 +173,12 @@ int sb_data_kind_is_file(const char *kind); /* "idx", "csv", "npy" */
  * [0, samples)), from stream "data/shuffle" index epoch (SB_SHUFFLE_EPOCH), index
  * 0 (ONCE), or identity (NONE). Fisher–Yates. */
 void sb_epoch_order(const sb_data_config *c, uint64_t seed, int epoch, int32_t *order);
+
+/* The shapes dataset (data.c): class k of `classes` (<= SB_SHAPES_MAX) is a
+ * shape — filled square, disk, triangle, plus, horizontal bar, vertical bar,
+ * ring, frame, X, diagonal — drawn at a random size and position. */
+#define SB_SHAPES_MAX 10
+const char *sb_shape_name(int k);
 
 /* ======================================================================
  * Trainer: model + optimizer + data position on one backend.

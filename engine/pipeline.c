@@ -80,12 +80,37 @@ void sb_prepare_batch(const sb_trainer *t, int step, sb_batch *b, int32_t *order
     b->step = step;
 }
 
+/* Images: x = raw flipped horizontally (when a uniform draw < aug_flip), then
+ * shifted by (dy, dx), each uniform in [-aug_shift, aug_shift] (dy drawn
+ * first), zeros where the shift uncovers pixels. Each draw is made only when
+ * its setting is on, so vector data draws exactly what it did before. */
+static void augment_geometry(const sb_data_config *d, sb_rng *r, const float *raw, float *x) {
+    int C = d->channels, H = d->height, W = d->width;
+    int flip = d->aug_flip > 0.0f && sb_rng_uniform(r) < d->aug_flip, dy = 0, dx = 0;
+    if (d->aug_shift > 0) {
+        uint32_t span = 2u * (uint32_t)d->aug_shift + 1u;
+        dy = (int)sb_rng_below(r, span) - d->aug_shift;
+        dx = (int)sb_rng_below(r, span) - d->aug_shift;
+    }
+    for (int ch = 0; ch < C; ch++)
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++) {
+                int sy = y - dy, sx = xx - dx;
+                float v = 0.0f;
+                if (sy >= 0 && sy < H && sx >= 0 && sx < W)
+                    v = raw[((size_t)ch * H + sy) * W + (flip ? W - 1 - sx : sx)];
+                x[((size_t)ch * H + y) * W + xx] = v;
+            }
+}
+
 /* Per-sample augmentation: sample position p draws from stream "data/augment"
- * index p: x = raw + aug_noise·N(0,1), then each feature is zeroed with
- * probability aug_feature_drop. */
+ * index p: for images flip and shift first (augment_geometry), then x = x +
+ * aug_noise·N(0,1), then each feature is zeroed with probability
+ * aug_feature_drop. */
 void sb_augment_batch(const sb_trainer *t, sb_batch *b) {
     const sb_run_config *c = &t->cfg;
     int F = c->data.features, N = c->data.samples;
+    int geometric = c->data.height > 0 && (c->data.aug_flip > 0.0f || c->data.aug_shift > 0);
     for (int i = 0; i < c->batch; i++) {
         uint64_t pos = (uint64_t)b->step * (uint64_t)c->batch + (uint64_t)i;
         int epoch = (int)(pos / (uint64_t)N);
@@ -93,6 +118,10 @@ void sb_augment_batch(const sb_trainer *t, sb_batch *b) {
         float *x = b->x + (size_t)i * F;
         sb_rng r;
         sb_rng_init(&r, sb_stream_seed(t, SB_UNSEEDED_AUGMENT, epoch), "data/augment", pos);
+        if (geometric) {
+            augment_geometry(&c->data, &r, raw, x);
+            raw = x; /* noise and drop below read the moved pixels, in place */
+        }
         for (int f = 0; f < F; f++) {
             float v = raw[f];
             if (c->data.aug_noise > 0.0f) v = v + c->data.aug_noise * sb_rng_normal(&r);

@@ -18,7 +18,11 @@
  * enters. Every write to a tensor happens inside an op (the hash cache
  * depends on it).
  *
- * Not here: checkpoint files (checkpoint.c), the data pipeline (pipeline.c),
+ * The CNN (cnn.c) shares the trainer, the data ops and the optimizer op
+ * (sb_step_data, sb_step_optimizer); sb_trainer_new and sb_trainer_step
+ * dispatch on model.kind.
+ *
+ * Not here: the CNN's layers (cnn.c), checkpoint files (checkpoint.c), the data pipeline (pipeline.c),
  * tracing (tracing.c), suites, processes, reports.
  */
 #include "train_internal.h"
@@ -62,10 +66,12 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
     if (!t->data) goto fail;
 
     /* ---- parameter table ---- */
-    int L = c->model.n_widths - 1;
+    int cnn = !strcmp(c->model.kind, "cnn");
+    int L = cnn ? 0 : c->model.n_widths - 1;
     t->n_layers = L;
     t->n_params = 2 * L;
     size_t off = 0;
+    if (cnn && sb_cnn_setup(t, err) != SB_OK) goto fail;
     for (int l = 0; l < L; l++) {
         sb_param *w = &t->params[2 * l], *b = &t->params[2 * l + 1];
         snprintf(w->name, sizeof w->name, "fc%d.weight", l + 1);
@@ -74,6 +80,7 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         w->shape[0] = c->model.widths[l + 1];
         w->shape[1] = c->model.widths[l];
         w->offset = off;
+        w->fan_in = b->fan_in = c->model.widths[l];
         w->numel = layer_w(t, l);
         off += w->numel;
         b->ndim = 1;
@@ -82,14 +89,14 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         b->numel = (size_t)c->model.widths[l + 1];
         off += b->numel;
     }
-    t->total = off;
+    if (!cnn) t->total = off;
     t->n_slots = strcmp(c->optim.name, "adam") == 0 ? 2 : 1;
 
     sb_backend *be = t->be;
     t->param = be->i->alloc(be, t->total * sizeof(float));
     t->grad = be->i->alloc(be, t->total * sizeof(float));
     t->state = be->i->alloc(be, (size_t)t->n_slots * t->total * sizeof(float));
-    int B = c->batch, maxw = 0;
+    int B = c->batch, maxw = 1;
     for (int l = 0; l < c->model.n_widths; l++)
         if (c->model.widths[l] > maxw) maxw = c->model.widths[l];
     for (int l = 0; l <= L; l++) {
@@ -97,7 +104,7 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
          * layer l (for the last layer: the softmax probabilities); pre[l] is
          * layer l's pre-activation z; drop[l] and mask[l] exist for hidden
          * layers when dropout is on. */
-        size_t n = (size_t)B * c->model.widths[l];
+        size_t n = (size_t)B * (l == 0 ? c->data.features : c->model.widths[l]);
         t->act[l] = be->i->alloc(be, n * sizeof(float));
         if (!t->act[l]) goto nomem;
         if (l > 0) {
@@ -136,8 +143,7 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
      * ±1/sqrt(fan_in) (PyTorch's nn.Linear default bound) ---- */
     for (int p = 0; p < t->n_params; p++) {
         sb_param *pp = &t->params[p];
-        int fan_in = c->model.widths[p / 2];
-        float bound = 1.0f / sqrtf((float)fan_in);
+        float bound = 1.0f / sqrtf((float)pp->fan_in);
         sb_rng r;
         char purpose[80];
         snprintf(purpose, sizeof purpose, "init/%s", pp->name);
@@ -158,6 +164,7 @@ fail:
 void sb_trainer_free(sb_trainer *t) {
     if (!t) return;
     sb_trace_writer_abort(t->tw);
+    sb_cnn_free(t);
     sb_backend *be = t->be;
     if (be) {
         be->i->free(be, t->param);
@@ -203,8 +210,9 @@ typedef struct opcall {
     int epoch;    /* OP_SHUFFLE */
 } opcall;
 
-static int augmenting(const sb_run_config *c) {
-    return c->data.aug_noise > 0.0f || c->data.aug_feature_drop > 0.0f;
+int sb_augmenting(const sb_run_config *c) {
+    return c->data.aug_noise > 0.0f || c->data.aug_feature_drop > 0.0f ||
+           c->data.aug_flip > 0.0f || c->data.aug_shift > 0;
 }
 
 /* the layer's input activation (after dropout when enabled) */
@@ -245,8 +253,8 @@ static void run_op(sb_trainer *t, void *arg) {
         sb_augment_batch(t, &t->cur);
         return;
     case OP_UPLOAD:
-        k->upload(be, t->act[0], augmenting(cfg) ? t->cur.x : t->cur.raw,
-                  (size_t)B * w[0] * sizeof(float));
+        k->upload(be, t->act[0], sb_augmenting(cfg) ? t->cur.x : t->cur.raw,
+                  (size_t)B * cfg->data.features * sizeof(float));
         k->upload(be, t->labels, t->cur.y, (size_t)B * sizeof(int32_t));
         return;
     case OP_MATMUL_FWD: /* pre[l][B, w_l] = in[B, w_{l-1}] · Wᵀ */
@@ -354,11 +362,10 @@ static const char *act_op_name(sb_act a, int fwd) {
     return "act";
 }
 
-sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
+/* data: shuffle (when an epoch starts), batch, augment, upload */
+void sb_step_data(sb_trainer *t) {
     const sb_run_config *c = &t->cfg;
-    const int *w = c->model.widths;
-    int B = c->batch, L = t->n_layers, F = c->data.features, N = c->data.samples;
-    char name[64];
+    int B = c->batch, F = c->data.features, N = c->data.samples;
 
     /* ---- data: shuffle (when an epoch starts), batch, augment, upload ---- */
     uint64_t first = (uint64_t)t->step * (uint64_t)B, last = first + (uint64_t)B - 1;
@@ -375,7 +382,7 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
         sb_view out[2] = {F32(t->cur.raw, (size_t)B * F), I32(t->cur.y, B)};
         op(t, OP_BATCH, 0, "data/batch", SB_STAGE_DATA_BATCH, 1, in, 2, out, 0);
     }
-    if (augmenting(c)) {
+    if (sb_augmenting(c)) {
         sb_view in[1] = {F32(t->cur.raw, (size_t)B * F)};
         sb_view out[1] = {F32(t->cur.x, (size_t)B * F)};
         op(t, OP_AUGMENT, 0, "data/augment", SB_STAGE_DATA_AUGMENT, 1, in, 1, out, 0);
@@ -385,11 +392,19 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
          * the hashes of what they copy */
         opcall up = {.kind = OP_UPLOAD};
         run_op(t, &up);
-        sb_view src[2] = {F32(augmenting(c) ? t->cur.x : t->cur.raw, (size_t)B * F),
+        sb_view src[2] = {F32(sb_augmenting(c) ? t->cur.x : t->cur.raw, (size_t)B * F),
                           I32(t->cur.y, B)};
         sb_view dst[2] = {F32(t->act[0], (size_t)B * F), I32(t->labels, B)};
         for (int i = 0; i < 2; i++) sb_cache_alias(t, &dst[i], &src[i]);
     }
+}
+
+/* the MLP's forward and backward; *loss_out gets the loss */
+static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
+    const sb_run_config *c = &t->cfg;
+    const int *w = c->model.widths;
+    int B = c->batch, L = t->n_layers;
+    char name[64];
 
     /* ---- forward ---- */
     for (int l = 1; l <= L; l++) {
@@ -457,8 +472,12 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
         snprintf(name, sizeof name, "fc%d/%s", l - 1, act_op_name(c->model.act, 0));
         op(t, OP_ACT_BWD, l - 1, name, SB_STAGE_BACKWARD, 2, ina, 1, outz, 0);
     }
+    *loss_out = loss;
+    return SB_OK;
+}
 
-    /* ---- optimizer: one update over the whole parameter buffer ---- */
+/* optimizer: one update over the whole parameter buffer */
+void sb_step_optimizer(sb_trainer *t) {
     {
         /* The record covers the parameters and gradients, not the optimizer
          * state (momentum; Adam's m and v): hashing 1-2 more copies of the
@@ -478,6 +497,14 @@ sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
         op_side(t, OP_OPTIMIZER, 0, t->n_slots == 2 ? "adam/update" : "sgd/update",
                 SB_STAGE_OPTIMIZER, 2 * t->n_params, in, t->n_params, out, 1, side, 0);
     }
+}
+
+sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
+    float loss = 0.0f;
+    sb_step_data(t);
+    sb_status st = t->cnn ? sb_cnn_step(t, &loss, err) : mlp_step(t, &loss, err);
+    if (st != SB_OK) return st;
+    sb_step_optimizer(t);
     t->step++;
     if (loss_out) *loss_out = loss;
     return SB_OK;

@@ -10,7 +10,8 @@
 typedef struct sb_param {
     char name[32];
     int ndim;
-    int64_t shape[2];
+    int64_t shape[4];
+    int fan_in;           /* init bound 1/sqrt(fan_in), PyTorch's Linear and Conv2d default */
     size_t offset, numel; /* view into the parameter buffer, in floats */
 } sb_param;
 
@@ -50,6 +51,7 @@ typedef struct sb_batch {
 } sb_batch;
 
 typedef struct sb_loader sb_loader; /* pipeline.c */
+typedef struct sb_cnn sb_cnn;       /* cnn.c */
 
 struct sb_trainer {
     sb_run_config cfg;
@@ -76,6 +78,7 @@ struct sb_trainer {
     int traced_epoch;                   /* last epoch whose shuffle was traced */
     int step;                           /* optimizer steps done */
     sb_loader *loader;                  /* parallel loader, NULL when loader_workers == 0 */
+    sb_cnn *cnn;                        /* the CNN's buffers (cnn.c), NULL for the MLP */
 
     /* unseeded streams: the entropy seed each one uses in this run, and a
      * second one for recheck's re-execution (a fresh process would draw anew) */
@@ -104,6 +107,22 @@ void sb_loader_free(sb_loader *l);
 void sb_loader_next(sb_trainer *t);
 int sb_batch_alloc(sb_batch *b, int batch, int features);
 void sb_batch_free(sb_batch *b);
+
+/* train.c: the parts of a step every model shares. sb_step_data runs
+ * data/shuffle, data/batch, data/augment and copies the batch into t->act[0]
+ * and t->labels; sb_step_optimizer runs sgd/update or adam/update over the
+ * whole parameter buffer. */
+void sb_step_data(sb_trainer *t);
+void sb_step_optimizer(sb_trainer *t);
+int sb_augmenting(const sb_run_config *c);
+
+/* cnn.c: the CNN. sb_cnn_setup fills the parameter table (names, shapes,
+ * offsets, fan_in; t->total) and allocates t->cnn; the trainer then allocates
+ * the shared buffers. sb_cnn_step runs the model's ops of one step (after
+ * sb_step_data, before sb_step_optimizer) and downloads the loss. */
+sb_status sb_cnn_setup(sb_trainer *t, sb_error *err);
+void sb_cnn_free(sb_trainer *t);
+sb_status sb_cnn_step(sb_trainer *t, float *loss, sb_error *err);
 
 /* tracing.c: op execution with tracing and recheck */
 void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), void *arg);

@@ -488,9 +488,13 @@ static sb_status want_axis_value(const parser *p, const cJSON *v, const char *pa
 
 static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m, int *n_hidden,
                              int hidden[MAX_HIDDEN]) {
-    static const key_spec keys[] = {{"kind", 1}, {"hidden", 0}, {"activation", 0},
-                                    {"dropout", 0}};
-    static const char *const kinds[] = {"mlp"};
+    static const key_spec keys[] = {{"kind", 1},    {"hidden", 0}, {"activation", 0},
+                                    {"dropout", 0}, {"channels", 0}, {"kernel", 0},
+                                    {"pool", 0}};
+    static const char *const kinds[] = {"mlp", "cnn"};
+    static const char *const mlp_only[] = {"hidden", "dropout"};
+    static const char *const cnn_only[] = {"channels", "kernel", "pool"};
+    static const char *const pools[] = {"max", "avg"}; /* sb_pool order */
     static const range dropout_range = {0, 1, 0, 1};
     static const char *const acts[] = {"relu", "tanh", "gelu"};
     char path[PATH_LEN];
@@ -500,8 +504,43 @@ static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m
 
     if ((st = want_object(p, v, "model")) != SB_OK) return st;
     if ((st = check_keys(p, v, "model", keys, N_KEYS(keys))) != SB_OK) return st;
-    if ((st = want_choice(p, member(v, "kind"), "model.kind", kinds, 1, &k)) != SB_OK) return st;
+    if ((st = want_choice(p, member(v, "kind"), "model.kind", kinds, N_KEYS(kinds), &k)) != SB_OK)
+        return st;
     snprintf(m->kind, sizeof m->kind, "%s", kinds[k]);
+    int cnn = k == 1;
+    for (int i = 0; i < (cnn ? N_KEYS(mlp_only) : N_KEYS(cnn_only)); i++) {
+        const char *key = cnn ? mlp_only[i] : cnn_only[i];
+        path_key(path, "model", key);
+        if (member(v, key))
+            return fail(p, SB_ERR_FORMAT, path, "not a key of model.kind \"%s\"", m->kind);
+    }
+    m->channels[0] = 8;
+    m->channels[1] = 16;
+    m->kernel = 3;
+    m->pool = SB_POOL_MAX;
+    if ((x = member(v, "channels")) != NULL) {
+        int n = 0;
+        if ((st = want_array(p, x, "model.channels", 2, 2, &n)) != SB_OK) return st;
+        int i = 0;
+        for (const cJSON *c = x->child; c; c = c->next, i++) {
+            int64_t ch = 0;
+            path_index(path, "model.channels", i);
+            if ((st = want_int(p, c, path, 1, 1024, &ch)) != SB_OK) return st;
+            m->channels[i] = (int)ch;
+        }
+    }
+    if ((x = member(v, "kernel")) != NULL) {
+        int64_t ks = 0;
+        if ((st = want_int(p, x, "model.kernel", 1, 15, &ks)) != SB_OK) return st;
+        if (ks % 2 == 0)
+            return fail(p, SB_ERR_ARG, "model.kernel", "expected an odd size (padding kernel/2 "
+                        "keeps the image size), got %d", (int)ks);
+        m->kernel = (int)ks;
+    }
+    if ((x = member(v, "pool")) != NULL) {
+        if ((st = want_choice(p, x, "model.pool", pools, N_KEYS(pools), &k)) != SB_OK) return st;
+        m->pool = (sb_pool)k;
+    }
 
     *n_hidden = 1;
     hidden[0] = 32;
@@ -622,15 +661,49 @@ static sb_status parse_data_files(const parser *p, const cJSON *v, sb_data_confi
     return SB_OK;
 }
 
+/* data.kind "shapes": images [channels, height, width] drawn by the engine
+ * (engine/data.c); features = channels·height·width. */
+static sb_status parse_data_shapes(const parser *p, const cJSON *v, sb_data_config *d) {
+    static const range noise_range = {0, INFINITY, 0, 0};
+    const cJSON *x;
+    sb_status st;
+    int64_t i = 0;
+    if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK) return st;
+    d->samples = (int)i;
+    if ((st = want_int(p, member(v, "classes"), "data.classes", 2, SB_SHAPES_MAX, &i)) != SB_OK)
+        return st;
+    d->classes = (int)i;
+    if ((st = want_int(p, member(v, "channels"), "data.channels", 1, 3, &i)) != SB_OK) return st;
+    d->channels = (int)i;
+    if ((st = want_int(p, member(v, "height"), "data.height", 4, 256, &i)) != SB_OK) return st;
+    d->height = (int)i;
+    if ((st = want_int(p, member(v, "width"), "data.width", 4, 256, &i)) != SB_OK) return st;
+    d->width = (int)i;
+    d->features = d->channels * d->height * d->width;
+    d->noise = 0.1f;
+    if ((x = member(v, "noise")) != NULL) {
+        double noise = 0;
+        if ((st = want_number(p, x, "data.noise", &noise_range, 1, &noise)) != SB_OK) return st;
+        d->noise = (float)noise;
+    }
+    return SB_OK;
+}
+
 static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) {
     static const key_spec keys[] = {{"kind", 1},    {"samples", 1}, {"features", 1},
                                     {"classes", 1}, {"noise", 0},   {"shuffle", 0},
                                     {"augment", 0}, {"loader", 0}};
-    static const key_spec aug_keys[] = {{"noise", 0}, {"feature_drop", 0}};
+    static const key_spec shapes_keys[] = {{"kind", 1},   {"samples", 1}, {"classes", 1},
+                                           {"channels", 1}, {"height", 1},  {"width", 1},
+                                           {"noise", 0},  {"shuffle", 0}, {"augment", 0},
+                                           {"loader", 0}};
+    static const key_spec aug_keys[] = {{"noise", 0}, {"feature_drop", 0}, {"flip", 0},
+                                        {"shift", 0}};
     static const key_spec loader_keys[] = {{"workers", 1}, {"order", 0}};
     static const char *const orders[] = {"ordered", "completion"};
     static const range drop_range = {0, 1, 0, 1};
-    static const char *const kinds[] = {"blobs", "spirals", "idx", "csv", "npy"};
+    static const range flip_range = {0, 1, 0, 0};
+    static const char *const kinds[] = {"blobs", "spirals", "idx", "csv", "npy", "shapes"};
     static const key_spec file_keys[] = {{"kind", 1},  {"x", 0},           {"y", 0},
                                          {"path", 0},  {"label_column", 0}, {"header", 0},
                                          {"scale", 0}, {"classes", 0},     {"shuffle", 0},
@@ -645,16 +718,21 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
     if ((st = want_object(p, v, "data")) != SB_OK) return st;
     x = member(v, "kind");
     int files = cJSON_IsString(x) && sb_data_kind_is_file(x->valuestring);
-    if ((st = files ? check_keys(p, v, "data", file_keys, N_KEYS(file_keys))
-                    : check_keys(p, v, "data", keys, N_KEYS(keys))) != SB_OK)
+    int shapes = cJSON_IsString(x) && !strcmp(x->valuestring, "shapes");
+    if ((st = files    ? check_keys(p, v, "data", file_keys, N_KEYS(file_keys))
+              : shapes ? check_keys(p, v, "data", shapes_keys, N_KEYS(shapes_keys))
+                       : check_keys(p, v, "data", keys, N_KEYS(keys))) != SB_OK)
         return st;
     if ((st = want_choice(p, member(v, "kind"), "data.kind", kinds, N_KEYS(kinds), &k)) != SB_OK)
         return st;
     snprintf(d->kind, sizeof d->kind, "%s", kinds[k]);
     int spirals = k == 1;
 
+    d->channels = d->height = d->width = 0;
     if (files) {
         if ((st = parse_data_files(p, v, d)) != SB_OK) return st;
+    } else if (shapes) {
+        if ((st = parse_data_shapes(p, v, d)) != SB_OK) return st;
     } else {
         if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK)
             return st;
@@ -683,7 +761,8 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
         d->shuffle = (sb_shuffle)k;
     }
 
-    d->aug_noise = d->aug_feature_drop = 0.0f;
+    d->aug_noise = d->aug_feature_drop = d->aug_flip = 0.0f;
+    d->aug_shift = 0;
     if ((x = member(v, "augment")) != NULL) {
         const cJSON *y;
         double val = 0;
@@ -698,6 +777,22 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
             if ((st = want_number(p, y, "data.augment.feature_drop", &drop_range, 1, &val)) != SB_OK)
                 return st;
             d->aug_feature_drop = (float)val;
+        }
+        for (int a = 0; a < 2; a++) {
+            const char *key = a ? "shift" : "flip";
+            char apath[PATH_LEN];
+            path_key(apath, "data.augment", key);
+            if ((y = member(x, key)) == NULL) continue;
+            if (d->height < 1)
+                return fail(p, SB_ERR_ARG, apath, "needs image data (data.kind \"shapes\")");
+            int side = d->height < d->width ? d->height : d->width;
+            if (a) {
+                if ((st = want_int(p, y, apath, 0, side - 1, &i)) != SB_OK) return st;
+                d->aug_shift = (int)i;
+            } else {
+                if ((st = want_number(p, y, apath, &flip_range, 1, &val)) != SB_OK) return st;
+                d->aug_flip = (float)val;
+            }
         }
     }
     d->loader_workers = 0;
@@ -1467,10 +1562,15 @@ static sb_suite *parse_text(const char *text, size_t len, const char *label, con
     if (parse_model(&p, member(root, "model"), &s->base.model, &n_hidden, hidden) != SB_OK)
         goto fail;
     if (parse_data(&p, member(root, "data"), &s->base.data) != SB_OK) goto fail;
-    s->base.model.n_widths = n_hidden + 2;
-    s->base.model.widths[0] = s->base.data.features;
-    for (int i = 0; i < n_hidden; i++) s->base.model.widths[1 + i] = hidden[i];
-    s->base.model.widths[n_hidden + 1] = s->base.data.classes;
+    if (!strcmp(s->base.model.kind, "mlp")) {
+        s->base.model.n_widths = n_hidden + 2;
+        s->base.model.widths[0] = s->base.data.features;
+        for (int i = 0; i < n_hidden; i++) s->base.model.widths[1 + i] = hidden[i];
+        s->base.model.widths[n_hidden + 1] = s->base.data.classes;
+    } else if (s->base.data.height < 1) {
+        fail(&p, SB_ERR_ARG, "model.kind", "a cnn needs image data (data.kind \"shapes\")");
+        goto fail;
+    }
     if (parse_train(&p, member(root, "train"), s->base.data.samples, &s->base) != SB_OK)
         goto fail;
     if (parse_matrix(&p, member(root, "matrix"), s) != SB_OK) goto fail;

@@ -453,6 +453,32 @@ def canonical_suite_should_give_the_same_bits_on_any_threads_backend_and_simd_pa
     check(a == b, "the scalar GEMM path gave other weights than the default path")
 
 
+def cnn_suite_should_pass_against_its_blessed_baseline(tmp):
+    # suites/cnn.json: the CNN on 1x28x28 shapes, repeatable (bitwise), cross
+    # over threads and backends, and its blessed baselines in baselines/cnn
+    out = os.path.join(tmp, "res")
+    p = run("run", os.path.join(SRC, "suites/cnn.json"), "--out", out,
+            "--baselines", os.path.join(SRC, "baselines"), "-j", "2", expect=0)
+    check("verdict: PASS" in p.stdout, f"no PASS verdict in:\n{p.stdout}")
+    s = load_summary(out)
+    check(all(r["status"] == "ok" for r in s["runs"]), "a run failed")
+    check(all(c["status"] == "pass" and c["comparisons"] for c in s["checks"]),
+          f"checks: {[(c['name'], c['status']) for c in s['checks']]}")
+    check({c["kind"] for c in s["checks"]} == {"repeatable", "cross", "baseline"},
+          "cnn.json must have repeatable, cross and baseline checks")
+    run_dir = os.path.join(out, "runs", "seed1-ref-deterministic-t1-r0")
+    with open(os.path.join(run_dir, "trace.sbt"), "rb") as f:
+        trace = f.read()
+    for op in ("data/augment", "conv1/conv.fwd", "conv1/relu.fwd", "pool1/maxpool.fwd",
+               "conv2/conv.fwd", "pool2/maxpool.fwd", "fc/matmul.fwd", "loss/xent.fwd",
+               "pool2/maxpool.bwd", "conv2/conv.bwd", "conv1/conv.bwd", "adam/update"):
+        check(op.encode() in trace, f"the trace names no op {op}")
+    p = run("inspect", "--json", os.path.join(run_dir, "weights.safetensors"), expect=0)
+    shapes = {t["name"]: t["shape"] for t in json.loads(p.stdout)["tensors"]}
+    check(shapes.get("conv1.weight") == [4, 1, 3, 3] and shapes.get("conv2.weight") == [8, 4, 3, 3]
+          and shapes.get("fc.weight") == [6, 8 * 7 * 7], f"not PyTorch's layouts: {shapes}")
+
+
 # ------------------------------------------------- environment fingerprint
 
 class Skip(Exception):

@@ -19,7 +19,8 @@ set(SB_E2E_CASES
   canonical_suite_should_give_the_same_bits_on_any_threads_backend_and_simd_path
   env_command_should_print_the_fingerprint_with_warnings_first
   runs_should_record_the_environment_in_run_json_checkpoint_and_summary
-  baseline_from_another_environment_should_name_the_fields_and_use_the_fallback)
+  baseline_from_another_environment_should_name_the_fields_and_use_the_fallback
+  cnn_suite_should_pass_against_its_blessed_baseline)
 foreach(c ${SB_E2E_CASES})
   add_test(NAME e2e.${c}
            COMMAND ${SB_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e.py $<TARGET_FILE:samebits>

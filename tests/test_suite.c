@@ -528,7 +528,8 @@ static const bad_edit BAD_EDITS[] = {
     /* model */
     {"model", "[]", 0, F, "model", "expected an object, got an array"},
     {"model.kind", NULL, 0, F, "model", "missing required key \"kind\""},
-    {"model.kind", "\"cnn\"", 0, A, "model.kind", "expected \"mlp\", got \"cnn\""},
+    {"model.kind", "\"rnn\"", 0, A, "model.kind", "expected one of \"mlp\", \"cnn\", got \"rnn\""},
+    {"model.kind", "\"cnn\"", 0, F, "model.hidden", "not a key of model.kind \"cnn\""},
     {"model.kind", NULL, 1, F, "model", "duplicate key \"kind\""},
     {"model.layers", "2", 0, F, "model", "unknown key \"layers\""},
     {"model.hidden", "[1, 2, 3, 4, 5, 6, 7, 8]", 0, A, "model.hidden", "at most 7"},
@@ -544,6 +545,8 @@ static const bad_edit BAD_EDITS[] = {
     {"data.kind", NULL, 0, F, "data", "missing required key \"kind\""},
     {"data.kind", "\"moons\"", 0, A, "data.kind", "got \"moons\""},
     {"data.kind", "\"spirals\"", 0, A, "data.features", "spirals have 2 features, got 6"},
+    {"data.kind", "\"shapes\"", 0, F, "data", "unknown key \"features\""},
+    {"data.augment", "{\"flip\": 0.5}", 0, A, "data.augment.flip", "needs image data"},
     {"data.samples", "1", 0, A, "data.samples", "expected an integer in 2..1000000, got 1"},
     {"data.samples", "1000001", 0, A, "data.samples", "got 1000001"},
     {"data.features", "0", 0, A, "data.features", "expected an integer in 1..4096, got 0"},
