@@ -13,9 +13,12 @@
  * augmentation, dropout) and whose outputs differ although its data inputs
  * agree is a source — which is exactly how an unseeded stream shows up.
  *
- * Snapshots: at snapshot steps (1, 2, 4, 8, … and the last step) the output
- * values of every op are stored too, so comparisons under a tolerance can
- * report real per-op max abs / rel / ULP errors and how the difference grows.
+ * Snapshots: at snapshot steps (1, 2, 4, 8, … and the last step) output
+ * values are stored too — the optimizer's (the weights) always, any other
+ * op's when its outputs hold at most 16 Ki floats — so comparisons under a
+ * tolerance can report real per-op max abs / rel / ULP errors and how the
+ * difference grows. (Which records carry values is the writer's choice; the
+ * format allows any.)
  *
  * File format "trace.sbt" (version 1), little-endian:
  *   offset 0   char[8]  magic "SBTRACE\0"

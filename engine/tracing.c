@@ -23,6 +23,8 @@
 #include <math.h>
 #include <string.h>
 
+#define SB_TRACE_VALUES_MAX 16384 /* floats: 64 KiB per op output at a snapshot step */
+
 int sb_is_snapshot_step(const sb_trainer *t, int step) {
     if (step == t->cfg.steps) return 1;
     return step > 0 && (step & (step - 1)) == 0;
@@ -187,8 +189,13 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
     rec.out_l2 = (float)sqrt(sumsq);
     rec.out_maxabs = maxabs;
     const float *values = NULL;
-    /* values at snapshot steps, for tensors up to 4 Mi floats in all */
-    if (sb_is_snapshot_step(t, (int)rec.step) && nfl > 0 && nfl <= (4u << 20) &&
+    /* values at snapshot steps: the optimizer's outputs (the weights: what
+     * "growth" is computed from, up to 4 Mi floats) and every other op output
+     * of at most SB_TRACE_VALUES_MAX floats (what per-op errors are computed
+     * from). Larger activations and data batches keep only their hashes and
+     * stats, so traces — and the baselines that keep them — stay small. */
+    size_t cap = o->stage == SB_STAGE_OPTIMIZER ? (4u << 20) : SB_TRACE_VALUES_MAX;
+    if (sb_is_snapshot_step(t, (int)rec.step) && nfl > 0 && nfl <= cap &&
         ensure_scratch(t, nfl * sizeof(float)) == 0) {
         char *d = t->scratch;
         for (int i = 0; i < o->n_out; i++)

@@ -640,6 +640,17 @@ def baseline_from_another_environment_should_name_the_fields_and_use_the_fallbac
           and x["expect_used"] == "expect", f"no recorded environment: {x}")
 
 
+def mlp_suite_should_pass_against_its_blessed_baseline(tmp):
+    out = os.path.join(tmp, "res")
+    run("run", os.path.join(SRC, "suites/mlp.json"), "--out", out,
+        "--baselines", os.path.join(SRC, "baselines"), "-j", "2", expect=0)
+    s = load_summary(out)
+    names = {c["name"]: c["status"] for c in s["checks"]}
+    check(all(v == "pass" for v in names.values()), f"checks: {names}")
+    check({"canonical-any-threads", "canonical-any-backend", "ref-baseline",
+           "canonical-baseline"} <= set(names), f"checks: {sorted(names)}")
+
+
 def main():
     case = sys.argv[3]
     fn = globals().get(case)
