@@ -20,25 +20,27 @@ int sb_cmd_bench_gemm(int argc, char **argv); /* bench_gemm.c */
 
 typedef struct bench_model {
     const char *name;
-    int widths[4];
+    int widths[4];     /* mlp; for the cnn: {pixels, unused, unused, classes} */
     sb_act act;
     int batch, samples;
+    int cnn;           /* 1: the CNN on 1x28x28 shapes, channels 8 and 16, kernel 3, max-pool */
 } bench_model;
 
 static const bench_model MODELS[] = {
-    {"smoke", {16, 32, 32, 4}, SB_ACT_TANH, 32, 512},
-    {"mlp784", {784, 256, 256, 10}, SB_ACT_RELU, 64, 4096},
+    {"smoke", {16, 32, 32, 4}, SB_ACT_TANH, 32, 512, 0},
+    {"mlp784", {784, 256, 256, 10}, SB_ACT_RELU, 64, 4096, 0},
+    {"cnn", {784, 0, 0, 10}, SB_ACT_RELU, 32, 1024, 1},
 };
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: samebits bench [options]\n"
             "\n"
-            "Times training steps/s of the reference MLPs on the blas backend.\n"
+            "Times training steps/s of the reference models on the blas backend.\n"
             "  --steps N      timed steps per measurement (default 300)\n"
             "  --reps N       measurements, best kept (default 3)\n"
             "  --threads L    comma-separated thread counts (default 1,2)\n"
-            "  --model NAME   only this model (smoke, mlp784)\n"
+            "  --model NAME   only this model (smoke, mlp784, cnn)\n"
             "  --optimizer O  only this optimizer (sgd, adam)\n"
             "  --mode M       only this mode (deterministic, fast, canonical)\n"
             "  --trace        also time each configuration with tracing on (as runs do)\n"
@@ -51,15 +53,28 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
                       int steps, int reps, int trace, sb_error *err) {
     sb_run_config c;
     memset(&c, 0, sizeof c);
-    snprintf(c.model.kind, sizeof c.model.kind, "mlp");
-    c.model.n_widths = 4;
-    memcpy(c.model.widths, m->widths, sizeof m->widths);
     c.model.act = m->act;
-    snprintf(c.data.kind, sizeof c.data.kind, "blobs");
     c.data.samples = m->samples;
     c.data.features = m->widths[0];
     c.data.classes = m->widths[3];
     c.data.noise = 1.0f;
+    if (m->cnn) {
+        snprintf(c.model.kind, sizeof c.model.kind, "cnn");
+        c.model.channels[0] = 8;
+        c.model.channels[1] = 16;
+        c.model.kernel = 3;
+        c.model.pool = SB_POOL_MAX;
+        snprintf(c.data.kind, sizeof c.data.kind, "shapes");
+        c.data.channels = 1;
+        c.data.height = 28;
+        c.data.width = 28;
+        c.data.noise = 0.1f;
+    } else {
+        snprintf(c.model.kind, sizeof c.model.kind, "mlp");
+        c.model.n_widths = 4;
+        memcpy(c.model.widths, m->widths, sizeof m->widths);
+        snprintf(c.data.kind, sizeof c.data.kind, "blobs");
+    }
     c.data.shuffle = SB_SHUFFLE_EPOCH;
     snprintf(c.optim.name, sizeof c.optim.name, "%s", opt);
     c.optim.lr = !strcmp(opt, "sgd") ? 0.01f : 0.001f;

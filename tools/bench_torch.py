@@ -17,10 +17,17 @@ import torch
 MODELS = {  # kept in step with harness/bench.c
     "smoke": dict(widths=[16, 32, 32, 4], act=torch.nn.Tanh, batch=32, samples=512),
     "mlp784": dict(widths=[784, 256, 256, 10], act=torch.nn.ReLU, batch=64, samples=4096),
+    # conv(1->8, 3x3, pad 1) relu maxpool2 conv(8->16) relu maxpool2 fc(16*7*7 -> 10)
+    "cnn": dict(widths=[784, 0, 0, 10], act=torch.nn.ReLU, batch=32, samples=1024, cnn=True),
 }
 
 
 def build(m):
+    if m.get("cnn"):
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), m["act"](), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 16, 3, padding=1), m["act"](), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, m["widths"][-1]))
     layers = []
     w = m["widths"]
     for i in range(len(w) - 1):
@@ -37,6 +44,8 @@ def measure(name, opt_name, threads, steps, reps):
     centres = 3 * torch.randn(m["widths"][-1], m["widths"][0], generator=g)
     y = torch.arange(m["samples"]) % m["widths"][-1]
     x = centres[y] + torch.randn(m["samples"], m["widths"][0], generator=g)
+    if m.get("cnn"):
+        x = x.reshape(m["samples"], 1, 28, 28)
     model = build(m)
     if opt_name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
