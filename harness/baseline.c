@@ -48,17 +48,8 @@ void sb_default_baselines_dir(const char *suite_path, char *out, size_t n) {
 static cJSON *load_manifest(const char *baselines_dir, const char *suite, char *path, size_t pn,
                             sb_error *err) {
     snprintf(path, pn, "%s/%s/manifest.json", baselines_dir, suite);
-    size_t n;
-    char *text = sb_read_file(path, 64u << 20, &n, err);
-    if (!text) return NULL;
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
-    free(text);
-    if (!j || !cJSON_IsObject(j)) {
-        sb_error_set(err, SB_ERR_FORMAT, "%s: malformed JSON", path);
-        cJSON_Delete(j);
-        return NULL;
-    }
+    cJSON *j = sb_json_read_object(path, 64u << 20, err);
+    if (!j) return NULL;
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(j, "schema");
     if (!cJSON_IsString(schema) || strcmp(schema->valuestring, SB_MANIFEST_SCHEMA) != 0) {
         sb_error_set(err, SB_ERR_FORMAT, "%s: schema: expected \"%s\"", path, SB_MANIFEST_SCHEMA);
@@ -117,17 +108,10 @@ sb_status sb_baseline_environment(const char *baselines_dir, const char *suite, 
 
 sb_status sb_run_environment(const char *run_dir, cJSON **out, sb_error *err) {
     char path[2048];
-    size_t n;
     *out = NULL;
     snprintf(path, sizeof path, "%s/run.json", run_dir);
-    char *text = sb_read_file(path, 256u << 20, &n, err);
-    if (!text) return err ? err->status : SB_ERR_IO;
-    cJSON *j = cJSON_ParseWithLength(text, n);
-    free(text);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return sb_error_set(err, SB_ERR_FORMAT, "%s: malformed JSON", path);
-    }
+    cJSON *j = sb_json_read_object(path, 256u << 20, err);
+    if (!j) return err ? err->status : SB_ERR_FORMAT;
     cJSON *env = cJSON_DetachItemFromObjectCaseSensitive(j, "environment");
     cJSON_Delete(j);
     if (env && !cJSON_IsObject(env)) {

@@ -157,6 +157,9 @@ int sb_parse_double(const char *s, double *out);
 /* Copies src to dst atomically (no overwrite). */
 sb_status sb_copy_file(const char *src, const char *dst, sb_error *err);
 int sb_rm_rf(const char *path);                   /* 0 ok */
+/* Reads a JSON file whose top level must be an object; NULL with err naming
+ * the file and, for malformed JSON, the line and column. Caller deletes. */
+struct cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err);
 int sb_self_exe(char *buf, size_t n);             /* path of this executable; 0 ok */
 
 /* ---- subcommands ---- */

@@ -5,6 +5,8 @@
  */
 #include "harness.h"
 
+#include <cjson/cJSON.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -117,4 +119,32 @@ int sb_rm_rf(const char *path) {
     closedir(d);
     if (rmdir(path) != 0) rc = -1;
     return rc;
+}
+
+cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err) {
+    size_t n;
+    char *text = sb_read_file(path, max_bytes, &n, err);
+    if (!text) return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    if (!j) {
+        /* cJSON points at (or just past) the offending character */
+        size_t off = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        int line = 1, col = 1;
+        for (size_t i = 0; i < off; i++) {
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        sb_error_set(err, SB_ERR_FORMAT, "%s: line %d, column %d: malformed JSON", path, line, col);
+    } else if (!cJSON_IsObject(j)) {
+        sb_error_set(err, SB_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+        cJSON_Delete(j);
+        j = NULL;
+    }
+    free(text);
+    return j;
 }

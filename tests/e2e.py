@@ -651,6 +651,21 @@ def mlp_suite_should_pass_against_its_blessed_baseline(tmp):
            "canonical-baseline"} <= set(names), f"checks: {sorted(names)}")
 
 
+def malformed_manifest_should_be_an_error_naming_the_file_and_place(tmp):
+    suite = tiny_suite("badman", checks=[{"name": "base", "kind": "baseline", "expect": "bitwise"}])
+    path = write_suite(tmp, suite)
+    bdir = os.path.join(tmp, "baselines")
+    run("bless", path, "--baselines", bdir, cwd=tmp, expect=0)
+    man = os.path.join(bdir, "badman", "manifest.json")
+    with open(man, "w") as f:
+        f.write('{"schema": "samebits.baseline/1",\n "cells": {"x": [1, 2,,]}}\n')
+    out = os.path.join(tmp, "res")
+    p = run("run", path, "--out", out, "--baselines", bdir, expect=2)
+    c = load_summary(out)["checks"][0]
+    check(c["status"] == "error" and man in c["message"] and "line 2, column" in c["message"],
+          f"message should name {man} and the line: {c.get('message')}")
+
+
 def main():
     case = sys.argv[3]
     fn = globals().get(case)
