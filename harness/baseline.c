@@ -163,37 +163,15 @@ static cJSON *tensor_table(const char *path, sb_error *err, char weights_hex[65]
 int sb_cmd_bless(int argc, char **argv) {
     const char *suite_path = NULL, *from = NULL, *baselines_arg = NULL, *jobs_s = NULL;
     int force = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--force")) {
-            force = 1;
-            continue;
-        } else if (!strcmp(a, "--from")) slot = &from;
-        else if (!strcmp(a, "--baselines")) slot = &baselines_arg;
-        else if (!strcmp(a, "-j") || !strcmp(a, "--jobs")) slot = &jobs_s;
-        else if (!strncmp(a, "-j", 2) && a[2]) {
-            jobs_s = a + 2;
-            continue;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "samebits bless: unknown option %s\n", a);
-            return SB_EXIT_USAGE;
-        } else if (!suite_path) {
-            suite_path = a;
-            continue;
-        } else {
-            fprintf(stderr, "samebits bless: unexpected argument %s\n", a);
-            return SB_EXIT_USAGE;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "samebits bless: missing value for %s\n", a);
-            return SB_EXIT_USAGE;
-        }
-        *slot = argv[++i];
-    }
+    const sb_opt opts[] = {
+        {"--from", NULL, &from, NULL, 0},
+        {"--baselines", NULL, &baselines_arg, NULL, 0},
+        {"--jobs", "-j", &jobs_s, NULL, 1},
+        {"--force", NULL, NULL, &force, 0},
+    };
+    int prc = sb_parse_opts(argc, argv, "bless", opts, (int)(sizeof opts / sizeof opts[0]),
+                            &suite_path, usage);
+    if (prc) return prc == 1 ? 0 : SB_EXIT_USAGE;
     if (!suite_path) {
         usage(stderr);
         return SB_EXIT_USAGE;

@@ -67,37 +67,15 @@ int sb_cmd_run(int argc, char **argv) {
     const char *suite_path = NULL, *out_arg = NULL, *jobs_s = NULL, *timeout_s = NULL,
                *baselines_arg = NULL;
     int resume = 0, perturb = 0, recheck = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--resume")) {
-            resume = 1;
-            continue;
-        } else if (!strcmp(a, "--perturb")) {
-            perturb = 1;
-            continue;
-        } else if (!strcmp(a, "--recheck")) {
-            recheck = 1;
-            continue;
-        } else if (!strcmp(a, "--out")) slot = &out_arg;
-        else if (!strcmp(a, "-j") || !strcmp(a, "--jobs")) slot = &jobs_s;
-        else if (!strncmp(a, "-j", 2) && a[2]) {
-            jobs_s = a + 2;
-            continue;
-        } else if (!strcmp(a, "--timeout")) slot = &timeout_s;
-        else if (!strcmp(a, "--baselines")) slot = &baselines_arg;
-        else if (a[0] == '-' && a[1]) return usage_error("unknown option ", a);
-        else if (!suite_path) {
-            suite_path = a;
-            continue;
-        } else
-            return usage_error("unexpected argument ", a);
-        if (i + 1 >= argc) return usage_error("missing value for ", a);
-        *slot = argv[++i];
-    }
+    const sb_opt opts[] = {
+        {"--out", NULL, &out_arg, NULL, 0},       {"--jobs", "-j", &jobs_s, NULL, 1},
+        {"--timeout", NULL, &timeout_s, NULL, 0}, {"--baselines", NULL, &baselines_arg, NULL, 0},
+        {"--resume", NULL, NULL, &resume, 0},     {"--perturb", NULL, NULL, &perturb, 0},
+        {"--recheck", NULL, NULL, &recheck, 0},
+    };
+    int prc = sb_parse_opts(argc, argv, "run", opts, (int)(sizeof opts / sizeof opts[0]),
+                            &suite_path, usage);
+    if (prc) return prc == 1 ? 0 : SB_EXIT_USAGE;
     if (!suite_path) {
         usage(stderr);
         return SB_EXIT_USAGE;

@@ -105,47 +105,20 @@ int sb_cmd_train(int argc, char **argv) {
     const char *seed_s = NULL, *backend = NULL, *mode_s = NULL, *threads_s = NULL, *steps_s = NULL;
     const char *repeat_s = NULL, *case_s = NULL, *suite_dir = NULL;
     int perturb = 0, force = 0, recheck = 0, no_trace = 0, init_only = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--perturb")) {
-            perturb = 1;
-            continue;
-        } else if (!strcmp(a, "--force")) {
-            force = 1;
-            continue;
-        } else if (!strcmp(a, "--recheck")) {
-            recheck = 1;
-            continue;
-        } else if (!strcmp(a, "--no-trace")) {
-            no_trace = 1;
-            continue;
-        } else if (!strcmp(a, "--init-only")) {
-            init_only = 1;
-            continue;
-        } else if (!strcmp(a, "--out")) slot = &out;
-        else if (!strcmp(a, "--seed")) slot = &seed_s;
-        else if (!strcmp(a, "--backend")) slot = &backend;
-        else if (!strcmp(a, "--mode")) slot = &mode_s;
-        else if (!strcmp(a, "--threads")) slot = &threads_s;
-        else if (!strcmp(a, "--steps")) slot = &steps_s;
-        else if (!strcmp(a, "--resume")) slot = &resume;
-        else if (!strcmp(a, "--id")) slot = &id_arg;
-        else if (!strcmp(a, "--repeat")) slot = &repeat_s;
-        else if (!strcmp(a, "--case")) slot = &case_s;
-        else if (!strcmp(a, "--suite-dir")) slot = &suite_dir;
-        else if (a[0] == '-' && a[1]) return bad("unknown option '%s'%s", a, "");
-        else if (!suite_path) {
-            suite_path = a;
-            continue;
-        } else
-            return bad("unexpected argument '%s'%s", a, "");
-        if (i + 1 >= argc) return bad("%s needs a value%s", a, "");
-        *slot = argv[++i];
-    }
+    const sb_opt opts[] = {
+        {"--out", NULL, &out, NULL, 0},           {"--seed", NULL, &seed_s, NULL, 0},
+        {"--backend", NULL, &backend, NULL, 0},   {"--mode", NULL, &mode_s, NULL, 0},
+        {"--threads", NULL, &threads_s, NULL, 0}, {"--steps", NULL, &steps_s, NULL, 0},
+        {"--resume", NULL, &resume, NULL, 0},     {"--id", NULL, &id_arg, NULL, 0},
+        {"--repeat", NULL, &repeat_s, NULL, 0},   {"--case", NULL, &case_s, NULL, 0},
+        {"--suite-dir", NULL, &suite_dir, NULL, 0},
+        {"--perturb", NULL, NULL, &perturb, 0},   {"--force", NULL, NULL, &force, 0},
+        {"--recheck", NULL, NULL, &recheck, 0},   {"--no-trace", NULL, NULL, &no_trace, 0},
+        {"--init-only", NULL, NULL, &init_only, 0},
+    };
+    int prc = sb_parse_opts(argc, argv, "train", opts, (int)(sizeof opts / sizeof opts[0]),
+                            &suite_path, usage);
+    if (prc) return prc == 1 ? 0 : SB_EXIT_USAGE;
     if (!suite_path || !out) {
         usage(stderr);
         return SB_EXIT_USAGE;

@@ -162,6 +162,24 @@ int sb_rm_rf(const char *path);                   /* 0 ok */
 struct cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err);
 int sb_self_exe(char *buf, size_t n);             /* path of this executable; 0 ok */
 
+/* ---- command-line options (util.c) ----
+ * A table of options: a flag sets *flag = 1; a valued option stores the next
+ * argument in *value (or, with `attached`, the rest of "-j2" after its alias).
+ * The one positional argument goes to *positional; a second is an error. */
+typedef struct sb_opt {
+    const char *name;        /* "--out" */
+    const char *alias;       /* "-j", or NULL */
+    const char **value;      /* valued option: where the argument goes */
+    int *flag;               /* flag: set to 1 */
+    int attached;            /* alias may carry its value attached ("-j2") */
+} sb_opt;
+
+/* Parses argv[1..] (argv[0] is the subcommand). --help/-h calls usage(stdout)
+ * and returns 1 (the caller exits 0); a bad option prints one line
+ * "samebits CMD: …" on stderr and returns 2; 0 otherwise. */
+int sb_parse_opts(int argc, char **argv, const char *cmd, const sb_opt *opts, int n_opts,
+                  const char **positional, void (*usage)(FILE *));
+
 /* ---- subcommands ---- */
 int sb_cmd_train(int argc, char **argv);
 int sb_cmd_run(int argc, char **argv);

@@ -148,3 +148,50 @@ cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err) {
     free(text);
     return j;
 }
+
+int sb_parse_opts(int argc, char **argv, const char *cmd, const sb_opt *opts, int n_opts,
+                  const char **positional, void (*usage)(FILE *)) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        const sb_opt *o = NULL;
+        const char *attached = NULL;
+        for (int k = 0; k < n_opts && !o; k++) {
+            if (!strcmp(a, opts[k].name) || (opts[k].alias && !strcmp(a, opts[k].alias))) {
+                o = &opts[k];
+            } else if (opts[k].attached && opts[k].alias &&
+                       !strncmp(a, opts[k].alias, strlen(opts[k].alias)) &&
+                       a[strlen(opts[k].alias)]) {
+                o = &opts[k];
+                attached = a + strlen(opts[k].alias);
+            }
+        }
+        if (!o) {
+            if (a[0] == '-' && a[1]) {
+                fprintf(stderr, "samebits %s: unknown option '%s'\n", cmd, a);
+                return 2;
+            }
+            if (!positional || *positional) {
+                fprintf(stderr, "samebits %s: unexpected argument '%s'\n", cmd, a);
+                return 2;
+            }
+            *positional = a;
+            continue;
+        }
+        if (o->flag) {
+            *o->flag = 1;
+        } else if (attached) {
+            *o->value = attached;
+        } else {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "samebits %s: %s needs a value\n", cmd, a);
+                return 2;
+            }
+            *o->value = argv[++i];
+        }
+    }
+    return 0;
+}
