@@ -13,6 +13,7 @@
  * conversion. Assumes a little-endian host (the format's byte order).
  */
 #include "safetensors.h"
+#include "strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
@@ -908,37 +909,6 @@ sb_status sb_st_writer_meta(sb_st_writer *w, const char *key, const char *value,
     return SB_OK;
 }
 
-/* A growable text buffer for the header; on allocation failure it sets oom. */
-typedef struct sbuf { char *p; size_t len, cap; int oom; } sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n + 1) ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) { b->oom = 1; return; }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_put_json_string(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; sb_put(b, esc, 2); }
-        else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); sb_put(b, esc, 6); }
-        else sb_put(b, (const char *)&c, 1);
-    }
-    sb_put(b, "\"", 1);
-}
 
 /* (key, index) pairs, sorted by key with qsort: no global sort context. */
 typedef struct keyed { const char *key; int i; } keyed;
@@ -948,7 +918,7 @@ static int cmp_keyed(const void *x, const void *y) {
 }
 
 sb_status sb_st_writer_save(sb_st_writer *w, const char *path, int overwrite, sb_error *err) {
-    sbuf h = {0};
+    sb_strbuf h = {0};
     keyed *idx = malloc(sizeof *idx * (size_t)((w->n > w->nm ? w->n : w->nm) + 1));
     atomic_out o = {.fd = -1};
     sb_status s;
@@ -959,38 +929,38 @@ sb_status sb_st_writer_save(sb_st_writer *w, const char *path, int overwrite, sb
         w->t[i].begin = off;
         off += w->t[i].nbytes;
     }
-    sb_puts(&h, "{");
+    sb_strbuf_puts(&h, "{");
     if (w->nm > 0) {
         for (int i = 0; i < w->nm; i++) idx[i] = (keyed){w->mkeys[i], i};
         qsort(idx, (size_t)w->nm, sizeof *idx, cmp_keyed);
-        sb_puts(&h, "\"__metadata__\":{");
+        sb_strbuf_puts(&h, "\"__metadata__\":{");
         for (int i = 0; i < w->nm; i++) {
-            if (i) sb_puts(&h, ",");
-            sb_put_json_string(&h, w->mkeys[idx[i].i]);
-            sb_puts(&h, ":");
-            sb_put_json_string(&h, w->mvals[idx[i].i]);
+            if (i) sb_strbuf_puts(&h, ",");
+            sb_strbuf_json_string(&h, w->mkeys[idx[i].i]);
+            sb_strbuf_puts(&h, ":");
+            sb_strbuf_json_string(&h, w->mvals[idx[i].i]);
         }
-        sb_puts(&h, "}");
+        sb_strbuf_puts(&h, "}");
     }
     for (int i = 0; i < w->n; i++) idx[i] = (keyed){w->t[i].name, i};
     qsort(idx, (size_t)w->n, sizeof *idx, cmp_keyed);
     for (int i = 0; i < w->n; i++) {
         const wtensor *t = &w->t[idx[i].i];
-        if (i || w->nm) sb_puts(&h, ",");
-        sb_put_json_string(&h, t->name);
-        sb_puts(&h, ":{\"dtype\":\"");
-        sb_puts(&h, sb_dtype_name(t->dtype));
-        sb_puts(&h, "\",\"shape\":[");
+        if (i || w->nm) sb_strbuf_puts(&h, ",");
+        sb_strbuf_json_string(&h, t->name);
+        sb_strbuf_puts(&h, ":{\"dtype\":\"");
+        sb_strbuf_puts(&h, sb_dtype_name(t->dtype));
+        sb_strbuf_puts(&h, "\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            sb_puts(&h, num);
+            sb_strbuf_puts(&h, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}",
                  (unsigned long long)t->begin, (unsigned long long)(t->begin + t->nbytes));
-        sb_puts(&h, num);
+        sb_strbuf_puts(&h, num);
     }
-    sb_puts(&h, "}");
-    while (!h.oom && h.len % 8 != 0) sb_puts(&h, " "); /* data starts 8-aligned */
+    sb_strbuf_puts(&h, "}");
+    while (!h.oom && h.len % 8 != 0) sb_strbuf_puts(&h, " "); /* data starts 8-aligned */
     if (h.oom) {
         s = sb_error_set(err, SB_ERR_NOMEM, "%s: out of memory building the header", path);
         goto fail;

@@ -19,6 +19,7 @@
  * (harness/attrib.c). Assumes a little-endian host, as the format is.
  */
 #include "trace.h"
+#include "strbuf.h"
 #include "safetensors.h" /* sb_read_file */
 
 #include <cjson/cJSON.h>
@@ -351,36 +352,6 @@ static int pio_all(int fd, void *p, size_t n, uint64_t off, int do_write) {
     return 0;
 }
 
-/* A growable text buffer; on allocation failure it sets oom. */
-typedef struct tbuf { char *p; size_t len, cap; int oom; } tbuf;
-
-static void tb_put(tbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 4096;
-        while (ncap < b->len + n + 1) ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) { b->oom = 1; return; }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void tb_puts(tbuf *b, const char *s) { tb_put(b, s, strlen(s)); }
-
-/* Op names hold no control characters (checked at registration), so only
- * the quote and the backslash need escaping. */
-static void tb_put_string(tbuf *b, const char *s) {
-    tb_put(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\') tb_put(b, "\\", 1);
-        tb_put(b, p, 1);
-    }
-    tb_put(b, "\"", 1);
-}
 
 /* ====================================================================== */
 /* writer                                                                 */
@@ -643,7 +614,7 @@ void sb_trace_emit(sb_trace_writer *w, sb_trace_record *rec, const float *values
 }
 
 /* Builds the footer's JSON, or fails with SB_ERR_ARG / SB_ERR_NOMEM. */
-static sb_status build_footer(sb_trace_writer *w, const char *run_json, tbuf *b) {
+static sb_status build_footer(sb_trace_writer *w, const char *run_json, sb_strbuf *b) {
     if (run_json) { /* the checks the reader makes of the footer */
         size_t n = strlen(run_json), unused;
         const char *end = NULL, *why = NULL;
@@ -658,20 +629,20 @@ static sb_status build_footer(sb_trace_writer *w, const char *run_json, tbuf *b)
             return SB_ERR_ARG;
         }
     }
-    tb_puts(b, "{\"schema\":\"" TRACE_SCHEMA "\"");
+    sb_strbuf_puts(b, "{\"schema\":\"" TRACE_SCHEMA "\"");
     if (run_json) { /* spliced verbatim: cJSON would reprint big integers as doubles */
-        tb_puts(b, ",\"run\":");
-        tb_puts(b, run_json);
+        sb_strbuf_puts(b, ",\"run\":");
+        sb_strbuf_puts(b, run_json);
     }
-    tb_puts(b, ",\"ops\":[");
+    sb_strbuf_puts(b, ",\"ops\":[");
     for (uint32_t i = 0; i < w->n_ops; i++) {
-        tb_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        tb_put_string(b, w->names[i]);
-        tb_puts(b, ",\"stage\":\"");
-        tb_puts(b, stage_names[w->stages[i]]);
-        tb_puts(b, "\"}");
+        sb_strbuf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        sb_strbuf_json_string(b, w->names[i]);
+        sb_strbuf_puts(b, ",\"stage\":\"");
+        sb_strbuf_puts(b, stage_names[w->stages[i]]);
+        sb_strbuf_puts(b, "\"}");
     }
-    tb_puts(b, "]}");
+    sb_strbuf_puts(b, "]}");
     if (b->oom) {
         wfail(w, SB_ERR_NOMEM, "out of memory building the footer");
         return SB_ERR_NOMEM;
@@ -727,7 +698,7 @@ static int copy_blobs(sb_trace_writer *w) {
 }
 
 sb_status sb_trace_writer_close(sb_trace_writer *w, const char *run_json, sb_error *err) {
-    tbuf foot = {0};
+    sb_strbuf foot = {0};
     uint8_t hdr[TRACE_HEADER] = {0}, flen[4];
     sb_status s;
     if (!w) return sb_error_set(err, SB_ERR_ARG, "trace writer: NULL");
