@@ -97,6 +97,8 @@
  * Layer norm and embedding are in blas_norm.c (fast mode's layer-norm
  * parameter gradients and embedding scatter-add use the same helpers), batch
  * norm in blas_batchnorm.c (its fast-mode per-channel sums likewise).
+ * Softmax, residual add and attention are in blas_attn.c (fast mode's
+ * unordered dk/dv use the queue and the tile-locked add).
  *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
@@ -104,6 +106,7 @@
  * small ops run on the calling thread only (the result does not depend on
  * that), and one backend instance serves one caller thread at a time.
  */
+#include "attn_internal.h"
 #include "blas_internal.h"
 #include "canonical.h"
 #include "kernels.h"
@@ -769,6 +772,12 @@ static const sb_backend_i blas_vtable = {
     .batchnorm_forward = sb_blas_batchnorm_forward, /* blas_batchnorm.c */
     .batchnorm_forward_eval = sb_blas_batchnorm_forward_eval,
     .batchnorm_backward = sb_blas_batchnorm_backward,
+    .softmax_forward = sb_blas_softmax_forward, /* blas_attn.c */
+    .softmax_backward = sb_blas_softmax_backward,
+    .residual_forward = sb_blas_residual_forward,
+    .residual_backward = sb_blas_residual_backward,
+    .attention_forward = sb_blas_attention_forward,
+    .attention_backward = sb_blas_attention_backward,
     .destroy = blas_destroy,
 };
 

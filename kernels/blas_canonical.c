@@ -22,6 +22,9 @@
  *   embedding          functions on disjoint row/column ranges (§3.4).
  *   batchnorm          blas_batchnorm.c: canonical_batchnorm.c's channel
  *                      functions on disjoint channel ranges (§3.5).
+ *   softmax, residual, blas_attn.c: ref_attn.c's rows on row ranges; heads on
+ *   attention          workers, each GEMM whole on the worker's workspace
+ *                      (sb_blas_canonical_gemm below; §3.6).
  *   everything else    elementwise: one contiguous element (or row) range per
  *                      worker, running the same scalar function ref runs.
  * No OpenBLAS call is made in this mode.
@@ -33,6 +36,7 @@
  * What it is not: the deterministic/fast "blas" backend (blas.c), which
  * uses OpenBLAS and promises less.
  */
+#include "attn_internal.h"
 #include "blas_internal.h"
 #include "canonical.h"
 #include "threadpool.h"
@@ -57,6 +61,20 @@ static canon_ctx *cx_of(sb_backend *be) { return (canon_ctx *)be->ctx; }
 
 sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be) { return cx_of(be)->conv; }
 sb_pool *sb_blas_pool_of_canonical(sb_backend *be) { return cx_of(be)->pool; }
+
+int sb_blas_canonical_workers(sb_backend *be, int want) {
+    canon_ctx *cx = cx_of(be);
+    int k = 1; /* ws[0] exists from creation */
+    if (want > cx->nws) want = cx->nws;
+    while (k < want && (cx->ws[k] || (cx->ws[k] = sb_canon_ws_new()))) k++;
+    return k;
+}
+
+void sb_blas_canonical_gemm(sb_backend *be, int w, const sb_canon_gemm *g) {
+    canon_ctx *cx = cx_of(be);
+    SB_ASSERT(w >= 0 && w < cx->nws && cx->ws[w]);
+    sb_canon_gemm_region(cx->isa, g, 0, g->M, 0, g->N, cx->ws[w]);
+}
 
 static void split_range(size_t n, int w, int nw, size_t *lo, size_t *hi) {
     size_t q = n / (size_t)nw, r = n % (size_t)nw, uw = (size_t)w;
@@ -398,6 +416,12 @@ static const sb_backend_i canon_vtable = {
     .batchnorm_forward = sb_blas_batchnorm_forward, /* blas_batchnorm.c: §3.5's order */
     .batchnorm_forward_eval = sb_blas_batchnorm_forward_eval,
     .batchnorm_backward = sb_blas_batchnorm_backward,
+    .softmax_forward = sb_blas_softmax_forward, /* blas_attn.c: §3.6's order */
+    .softmax_backward = sb_blas_softmax_backward,
+    .residual_forward = sb_blas_residual_forward,
+    .residual_backward = sb_blas_residual_backward,
+    .attention_forward = sb_blas_attention_forward,
+    .attention_backward = sb_blas_attention_backward,
     .destroy = canon_destroy,
 };
 

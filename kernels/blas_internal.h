@@ -1,7 +1,8 @@
 /* blas_internal.h — what the "blas" backend's files share: the fast-mode work
  * queue, atomic float adds and tile-locked accumulation (blas.c), and the
  * convolution/pooling (blas_conv.c), layer-norm/embedding (blas_norm.c) and
- * batch-norm (blas_batchnorm.c) entries that both of its vtables — the
+ * batch-norm (blas_batchnorm.c) entries (softmax/residual/attention:
+ * attn_internal.h) that both of its vtables — the
  * deterministic/fast one (blas.c) and the canonical one (blas_canonical.c) —
  * install.
  *
@@ -52,6 +53,15 @@ sb_pool *sb_blas_pool_of_fast(sb_backend *be);
 /* ---- blas_canonical.c ---- */
 struct sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be);
 sb_pool *sb_blas_pool_of_canonical(sb_backend *be);
+/* Attention (blas_attn.c) runs whole canonical GEMMs on its own workers:
+ * sb_blas_canonical_workers makes sure workers 0..k-1 have a workspace
+ * (creating them on the calling thread, before the pool runs) and returns k
+ * (1 <= k <= want); sb_blas_canonical_gemm computes all of *g on worker w's
+ * workspace (w < k) with the backend's SIMD path — the §2 order, the same
+ * bits as any other split. */
+int sb_blas_canonical_workers(sb_backend *be, int want);
+struct sb_canon_gemm;
+void sb_blas_canonical_gemm(sb_backend *be, int w, const struct sb_canon_gemm *g);
 
 /* ---- blas_conv.c ---- */
 

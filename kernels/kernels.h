@@ -364,6 +364,72 @@ typedef struct sb_backend_i {
                                const float *dout, const float *inp, const float *weight,
                                const float *mean, const float *rstd, int N, int C, int S);
 
+    /* ---- softmax, residual add and causal attention (kernels/ref_attn.c,
+     * blas_attn.c; attn_internal.h). A "softmax row" of n valid entries of a
+     * row x[0..C) is, in every mode: max = x[0], replaced by each later
+     * x[j] > max (j < n; a NaN never wins, so it reaches the sum);
+     * e_j = exp(x_j - max); sum = S(e_0..e_{n-1}); p_j = e_j / sum (a
+     * division) for j < n, and p_j = +0.0f exactly for n <= j < C (never
+     * exp(-inf - -inf)). exp is libm's expf in deterministic/fast and
+     * sb_canon_expf in canonical; S is sequential from 0.0f in increasing j
+     * (deterministic/fast) or canon_sum (canonical, docs/canonical.md §3.6).
+     * Its backward, from the saved p and the incoming dp: s = D(p, dp) over
+     * j < n (deterministic/fast: sequential from 0.0f, each p_j*dp_j rounded,
+     * then the sum; canonical: canon_dot); dx_j = p_j * (dp_j - s) for j < n,
+     * +0.0f for j >= n. Rows are independent: blas runs ref's row function on
+     * disjoint rows, so softmax (both directions) is ref's bits in every mode
+     * and for any thread count. ---- */
+
+    /* out[R, C] = softmax of each row of inp[R, C] (n = C valid entries;
+     * R >= 0, C >= 1). Overwrites out; out == inp is allowed. */
+    void (*softmax_forward)(sb_backend *be, float *out, const float *inp, int R, int C);
+    /* dinp[r, j] += dx_j, the row backward above with p = out[r, :] (the
+     * forward's output) and dp = dout[r, :]. */
+    void (*softmax_backward)(sb_backend *be, float *dinp, const float *dout, const float *out,
+                             int R, int C);
+    /* out[i] = a[i] + b[i] for i < n (one rounding; out may alias a or b).
+     * The same bits in every mode and backend. */
+    void (*residual_forward)(sb_backend *be, float *out, const float *a, const float *b, size_t n);
+    /* da[i] = da[i] + dout[i]; db[i] = db[i] + dout[i] (either may be NULL:
+     * skipped; da and db must not alias). The same bits everywhere. */
+    void (*residual_backward)(sb_backend *be, float *da, float *db, const float *dout, size_t n);
+    /* Causal scaled dot-product attention, heads already split: q, k, v,
+     * out are [B, H, T, D] contiguous (head h of batch b is the [T, D] matrix
+     * at offset (b*H + h)*T*D; the caller permutes [B, T, H*D] activations);
+     * att is [B, H, T, T]. B, H >= 0; T, D >= 1; scale = 1.0f / sqrtf(D).
+     * Per head, with G(...) the GEMM of this mode (ref deterministic/fast:
+     * ref's gemm loops; blas deterministic/fast: one cblas_sgemm per head
+     * and product on OpenBLAS's serial driver — so its bits do not depend on
+     * the thread count; canonical: the §2 GEMM, one fmaf chain per element):
+     *   att = G(q · kᵀ, alpha = scale)  [T, T], all T keys;
+     *   att[t, :] = the softmax row of att[t, :] with n = t + 1 valid
+     *     entries (key j <= t; masked keys get exactly +0.0f);
+     *   out = G(att · v)  [T, D], K = T: masked keys enter as 0*v terms (a
+     *     non-finite future v gives NaN, as in PyTorch's math path).
+     * Overwrites out and att (att saved for the backward). */
+    void (*attention_forward)(sb_backend *be, float *out, float *att, const float *q,
+                              const float *k, const float *v, int B, int H, int T, int D);
+    /* Its gradients, ADDED into dq, dk, dv [B, H, T, D]; att is the saved
+     * forward output; scratch [B, H, T, T] is backend memory the op
+     * overwrites (it holds datt, then dpre). Per head:
+     *   datt = G(dout · vᵀ);  dv += G(attᵀ · dout);
+     *   dpre[t, :] = the softmax row backward of (att[t, :], datt[t, :]),
+     *     n = t + 1;
+     *   dq += G(dpre · k, alpha = scale);  dk += G(dpreᵀ · q, alpha = scale)
+     * (each "+=" is G with beta = 1: C = alpha*acc + C). dk and dv are sums
+     * over the query positions t:
+     *   ref, blas deterministic, canonical (both backends): one GEMM chain
+     *     over all t = 0..T-1 per element (blas: workers own disjoint heads).
+     *   blas fast: UNORDERED — each head's query rows are cut into chunks
+     *     taken from the work queue; a chunk [t0, t1) forms its rows of datt
+     *     and dpre, adds its dq rows directly, and computes partial dk, dv
+     *     for keys 0..t1-1 (cblas_sgemm, K = t1 - t0) that are added into dk
+     *     and dv tile by tile under spin locks in completion order (permuted
+     *     per call when perturb is on), as GPU atomics do. */
+    void (*attention_backward)(sb_backend *be, float *dq, float *dk, float *dv, float *scratch,
+                               const float *dout, const float *q, const float *k, const float *v,
+                               const float *att, int B, int H, int T, int D);
+
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
 } sb_backend_i;

@@ -28,6 +28,7 @@
  * these very functions on disjoint ranges from its worker threads, which is
  * why its elementwise ops equal ref's bit for bit.
  */
+#include "attn_internal.h"
 #include "batchnorm_internal.h"
 #include "canonical.h"
 #include "conv_internal.h"
@@ -471,6 +472,12 @@ static const sb_backend_i ref_vtable = {
     .batchnorm_forward = sb_ref_batchnorm_forward, /* ref_batchnorm.c */
     .batchnorm_forward_eval = sb_ref_batchnorm_forward_eval,
     .batchnorm_backward = sb_ref_batchnorm_backward,
+    .softmax_forward = sb_ref_softmax_forward, /* ref_attn.c */
+    .softmax_backward = sb_ref_softmax_backward,
+    .residual_forward = sb_ref_residual_forward,
+    .residual_backward = sb_ref_residual_backward,
+    .attention_forward = sb_ref_attention_forward,
+    .attention_backward = sb_ref_attention_backward,
     .destroy = ref_destroy,
 };
 
@@ -509,6 +516,12 @@ static const sb_backend_i ref_canonical_vtable = {
     .batchnorm_forward = sb_canon_ref_batchnorm_forward, /* canonical_batchnorm.c */
     .batchnorm_forward_eval = sb_canon_ref_batchnorm_forward_eval,
     .batchnorm_backward = sb_canon_ref_batchnorm_backward,
+    .softmax_forward = sb_ref_softmax_forward, /* ref_attn.c: canonical by be->mode */
+    .softmax_backward = sb_ref_softmax_backward,
+    .residual_forward = sb_ref_residual_forward,
+    .residual_backward = sb_ref_residual_backward,
+    .attention_forward = sb_ref_attention_forward,
+    .attention_backward = sb_ref_attention_backward,
     .destroy = ref_destroy,
 };
 

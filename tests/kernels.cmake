@@ -103,3 +103,23 @@ sb_add_test_exe(test_kernels_bn
     blas_fast_perturbed_batchnorm_statistics_and_gradients_should_vary_between_calls
     canonical_batchnorm_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_batchnorm_should_differ_from_deterministic_mode)
+
+# Softmax, residual add and causal attention: ref against finite differences
+# and double precision (with the causal mask), blas against ref (deterministic
+# and fast, 1 and 2 threads, guard bytes) within summation bounds,
+# determinism, fast-mode perturbation of dk/dv, and canonical ref == blas
+# bitwise on every SIMD path and thread count 1..4.
+sb_add_test_exe(test_kernels_attn
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_attn.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_softmax_and_residual
+    gradcheck_should_match_finite_differences_for_attention_q_k_and_v
+    attention_forward_should_match_double_precision_and_respect_the_causal_mask
+    blas_softmax_and_residual_should_equal_ref_bitwise
+    blas_attention_should_match_ref_within_summation_bound
+    blas_deterministic_attention_should_repeat_bitwise_for_any_thread_count
+    blas_fast_perturbed_attention_dk_dv_should_vary_between_calls
+    canonical_softmax_residual_and_attention_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_attention_should_differ_from_deterministic_mode)
+target_include_directories(test_kernels_attn PRIVATE ${CMAKE_SOURCE_DIR}/kernels)
