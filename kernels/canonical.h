@@ -109,9 +109,21 @@ sb_status sb_canon_isa_from_env(sb_canon_isa *out, sb_error *err);
  * or register: nothing is ever added across k-chains. */
 typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, float *w,
                                     size_t ldw, int first);
+/* The same for a partial tile: only rows r < mr and columns c < nr of W are
+ * read and written, ap keeps the full MR stride (padded), and row k of the B
+ * tile is bp[k*bstride + c] (bstride = NR for a packed panel, or ldb to read
+ * op(B) = B in place; only columns c < nr are read). */
+typedef void (*sb_canon_edge_fn)(int kc, const float *ap, const float *bp, size_t bstride,
+                                 float *w, size_t ldw, int first, int mr, int nr);
+/* A copy (no arithmetic): dst[k*dstride + r] = src[r*ld + k] for r < rows,
+ * k < kc, and 0 for rows <= r < width (width <= 16). */
+typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, float *dst,
+                                 size_t dstride, int width);
 typedef struct sb_canon_ukernel {
     int mr, nr;
     sb_canon_ukernel_fn fn;
+    sb_canon_edge_fn edge;  /* NULL: the driver pads edge tiles through a copy */
+    sb_canon_pack_fn pack_t; /* NULL: the driver's scalar transposing copy */
 } sb_canon_ukernel;
 
 /* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32) kernels; NULL

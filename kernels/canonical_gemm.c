@@ -14,7 +14,10 @@
  *   - a micro-kernel keeps an MR x NR tile of accumulators in registers,
  *     one element per vector lane; lanes are never added to each other;
  *   - panels are zero-padded to whole tiles; the padding lanes are computed
- *     and thrown away, never stored into C.
+ *     and thrown away, never stored into C (the AVX-512 path runs edge
+ *     tiles with only their rows and masked columns instead);
+ *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
+ *     registers); a region of few rows reads op(B) = B in place, unpacked.
  * So every ISA, blocking and thread split computes each element with the
  * same operations on the same operands: the same bits.
  *
@@ -37,6 +40,7 @@
 #define MR_MAX 16
 #define NR_MAX 32
 #define ACC_FLOATS 65536 /* beta != 0: accumulator strip (256 KB) */
+#define DIRECT_B_ROWS 64 /* regions of at most this many rows read B unpacked */
 
 struct sb_canon_ws {
     float *ap;  /* [MR_MAX * KC] one packed A micro-panel */
@@ -147,7 +151,7 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
 }
 
 static sb_canon_ukernel ukernel_for(sb_canon_isa isa) {
-    sb_canon_ukernel u = {SMR, SNR, ukr_scalar};
+    sb_canon_ukernel u = {SMR, SNR, ukr_scalar, NULL, NULL};
     if (isa == SB_CANON_ISA_AVX512) u = sb_canon_ukernel_avx512();
     if (isa == SB_CANON_ISA_AVX2) u = sb_canon_ukernel_avx2();
     SB_ASSERT(u.fn && u.mr <= MR_MAX && u.nr <= NR_MAX && NC % u.nr == 0);
@@ -159,8 +163,13 @@ static sb_canon_ukernel ukernel_for(sb_canon_isa isa) {
 /* ====================================================================== */
 
 /* op(A)[i0+r, p0+k] for r < mr, k < kc into ap[k*MR + r]; rows >= mr are 0 */
-static void pack_a(const sb_canon_gemm *g, int i0, int mr, int p0, int kc, int MR, float *ap) {
+static void pack_a(const sb_canon_ukernel *u, const sb_canon_gemm *g, int i0, int mr, int p0,
+                   int kc, int MR, float *ap) {
     size_t lda = (size_t)g->lda;
+    if (!g->transA && u->pack_t && MR <= 16) {
+        u->pack_t(g->A + (size_t)i0 * lda + (size_t)p0, lda, mr, kc, ap, (size_t)MR, MR);
+        return;
+    }
     if (g->transA) { /* A stored [K, M]: op(A)[i,k] = A[k*lda + i] */
         for (int k = 0; k < kc; k++) {
             const float *src = g->A + (size_t)(p0 + k) * lda + (size_t)i0;
@@ -184,7 +193,8 @@ static void pack_a(const sb_canon_gemm *g, int i0, int mr, int p0, int kc, int M
 /* op(B)[p0+k, j0+c] for k < kc, c < nc into NR-wide panels:
  * panel q holds columns [q*NR, q*NR+NR) as bp[q*kc*NR + k*NR + c]; columns
  * past nc are 0 */
-static void pack_b(const sb_canon_gemm *g, int p0, int kc, int j0, int nc, int NR, float *bp) {
+static void pack_b(const sb_canon_ukernel *u, const sb_canon_gemm *g, int p0, int kc, int j0,
+                   int nc, int NR, float *bp) {
     size_t ldb = (size_t)g->ldb;
     for (int q0 = 0; q0 < nc; q0 += NR) {
         int w = nc - q0 < NR ? nc - q0 : NR;
@@ -195,6 +205,12 @@ static void pack_b(const sb_canon_gemm *g, int p0, int kc, int j0, int nc, int N
                 float *dst = panel + (size_t)k * (size_t)NR;
                 memcpy(dst, src, (size_t)w * sizeof(float));
                 for (int c = w; c < NR; c++) dst[c] = 0.0f;
+            }
+        } else if (u->pack_t) { /* B stored [N, K]: 16-column transposed copies */
+            for (int h = 0; h < NR; h += 16) {
+                int rows = w - h < 0 ? 0 : w - h < 16 ? w - h : 16;
+                const float *src = rows ? g->B + (size_t)(j0 + q0 + h) * ldb + (size_t)p0 : g->B;
+                u->pack_t(src, ldb, rows, kc, panel + h, (size_t)NR, NR - h < 16 ? NR - h : 16);
             }
         } else { /* B stored [N, K]: op(B)[k,j] = B[j*ldb + k]; w row streams */
             const float *src[NR_MAX];
@@ -219,6 +235,10 @@ static void tile(const sb_canon_ukernel *u, int kc, const float *ap, const float
                  size_t ldw, int mr, int nr, int first) {
     if (mr == u->mr && nr == u->nr) {
         u->fn(kc, ap, bp, w, ldw, first);
+        return;
+    }
+    if (u->edge) {
+        u->edge(kc, ap, bp, (size_t)u->nr, w, ldw, first, mr, nr);
         return;
     }
     float t[MR_MAX * NR_MAX] __attribute__((aligned(64)));
@@ -268,6 +288,11 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
     }
     const sb_canon_ukernel u = ukernel_for(isa);
     const int in_c = g->beta == 0.0f; /* accumulate in C itself */
+    /* Few rows: each B block would serve few tiles, so the kernel reads
+     * op(B) = B in place (row k of a tile is B[k*ldb + j..]) instead of
+     * packing it. Only where the operands come from changes. */
+    const int direct_b = u.edge && !g->transB && m1 - m0 <= DIRECT_B_ROWS;
+    const size_t ldb = (size_t)g->ldb;
     const int width = n1 - n0 < NC ? n1 - n0 : NC;
     int strip = m1 - m0;
     if (!in_c) {
@@ -283,13 +308,18 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
             for (int pc = 0; pc < g->K; pc += KC) {
                 int kc = g->K - pc < KC ? g->K - pc : KC;
                 int first = pc == 0;
-                pack_b(g, pc, kc, jc, nc, u.nr, ws->bp);
+                if (!direct_b) pack_b(&u, g, pc, kc, jc, nc, u.nr, ws->bp);
                 for (int ir = s0; ir < s1; ir += u.mr) {
                     int mr = s1 - ir < u.mr ? s1 - ir : u.mr;
-                    pack_a(g, ir, mr, pc, kc, u.mr, ws->ap);
+                    pack_a(&u, g, ir, mr, pc, kc, u.mr, ws->ap);
                     float *wrow = W + (size_t)(ir - s0) * ldw;
                     for (int jr = 0; jr < nc; jr += u.nr) {
                         int nr = nc - jr < u.nr ? nc - jr : u.nr;
+                        if (direct_b) {
+                            const float *b = g->B + (size_t)pc * ldb + (size_t)(jc + jr);
+                            u.edge(kc, ws->ap, b, ldb, wrow + jr, ldw, first, mr, nr);
+                            continue;
+                        }
                         tile(&u, kc, ws->ap, ws->bp + (size_t)jr * (size_t)kc, wrow + jr, ldw, mr,
                              nr, first);
                     }
