@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""parity_torch.py — samebits' MLP against PyTorch: the same initial weights
-and the same batches must give the same losses, gradients and weights.
+"""parity_torch.py — samebits' MLP and CNN against PyTorch: the same initial
+weights and the same batches must give the same losses, gradients and weights.
 
 Usage: /usr/bin/python3 parity_torch.py SAMEBITS SOURCE_DIR CASE [--measure]
+       (with --measure, CASE "cnn" measures the CNN, anything else the MLP;
+       --seed=N measures at another seed)
 
 Runs with Debian's python3-torch and python3-numpy (tools/install-deps
 --tests installs both); CTest registers each case (tests/parity.cmake).
@@ -10,14 +12,17 @@ A missing torch or numpy is a failure, never a skip. --measure prints the
 observed errors of every configuration (what the tolerances below were set
 from) and always exits 0.
 
-Per configuration (activation × depth × optimizer) a case:
+Per configuration (MLP: activation × depth × optimizer; CNN: activation ×
+pooling × optimizer) a case:
   1. writes a suite into a temp dir;
   2. `samebits train --init-only` → the step-0 weights, and
      `samebits data export` → the batches x [steps, batch, features] and
      y [steps, batch];
   3. `samebits train` on the ref and blas backends (deterministic, 1 thread,
      trace on) → run.json "losses", the trace's step-1 snapshot of
-     fc<l>/matmul.bwd_weight and fc<l>/bias.grad, and the final checkpoint;
+     fc<l>/matmul.bwd_weight and fc<l>/bias.grad (CNN: fc/…, and
+     conv<l>/conv.bwd: dweight, dbias and for conv2 dinput), and the final
+     checkpoint;
   4. trains the same model in PyTorch (float32, one thread) from those weights
      on those batches, and writes its final weights and optimizer state under
      samebits' names (fc<l>.weight, optim.momentum.*, optim.m.*, optim.v.*);
@@ -104,6 +109,9 @@ SGD_WEIGHTS_ATOL, SGD_WEIGHTS_RTOL = 2e-6, 0.0
 ADAM_WEIGHTS_ATOL, ADAM_WEIGHTS_RTOL = 5e-6, 0.0
 
 STEPS, BATCH, FEATURES, CLASSES, SAMPLES, SEED = 5, 32, 20, 5, 512, 7
+for _a in sys.argv:  # --measure --seed N: the errors at another seed
+    if _a.startswith("--seed="):
+        SEED = int(_a.split("=", 1)[1])
 HIDDEN = {1: [48], 2: [48, 24]}
 ACTIVATIONS = ("tanh", "relu", "gelu")
 OPTIMIZERS = {
@@ -112,6 +120,49 @@ OPTIMIZERS = {
              "weight_decay": 0.01},
 }
 BACKENDS = ("ref", "blas")
+
+# The CNN (engine/cnn.c) on procedural shapes, 1×12×12 so that pool2's output
+# is 3×3 (fc's input: 8·3·3 = 72 features) and every step-1 gradient is
+# small enough for the trace to store its values (≤16 Ki floats per op
+# output, engine/tracing.c; the largest, conv2/conv.bwd, is 288 + 8 + 1152).
+CNN_SHAPE, CNN_CHANNELS, CNN_KERNEL = (1, 12, 12), [4, 8], 3
+CNN_BATCH, CNN_CLASSES, CNN_SAMPLES = 8, 4, 256
+CNN_ACTIVATIONS, CNN_POOLS = ("relu", "tanh"), ("max", "avg")
+CNN_OPTIMIZERS = {
+    "sgd": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01},
+    "adam": {"name": "adam", "lr": 0.005, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+             "weight_decay": 0.01},
+}
+# CNN tolerances. On top of the MLP's sources (the fc layer, the loss, the
+# optimizers), the convolutions sum in different orders: samebits' ref
+# backend in direct scalar loops (per output: ci, then ky, then kx; per
+# weight-gradient element: n, then oy, then ox), blas through im2col and one
+# OpenBLAS SGEMM (blocked over K = Cin·k·k forward and K = B·OH·OW for the
+# weight gradient), PyTorch through oneDNN or its native im2col + GEMM,
+# whichever it picks for the shape, with its own blocking. Pooling is exact
+# on every side (max: comparisons, first maximum of the window on both
+# sides; avg: ×0.25). The sums are short (9 to 36 terms forward, 8·144 for
+# conv1's weight gradient), so the differences stay at rounding size.
+# Observed with --measure over seeds 1-9 (8 configurations each: relu/tanh ×
+# max/avg pool × SGD/AdamW, 1×12×12 shapes, channels [4, 8], kernel 3,
+# batch 8, 5 steps, both backends); each bound is ~8× the worst of them:
+#   loss per step: max |Δ| 2.4e-7 on losses ~1.3-1.4 (2 ULP). Bound 2e-6.
+CNN_LOSS_ATOL = 2e-6
+#   step-1 gradients (fc.weight, fc.bias, conv2 and conv1 weight and bias,
+#                     and pool1's output gradient — conv2/conv.bwd's input
+#                     gradient): max |Δ| 6.0e-8 (conv1.weight on blas,
+#                     elements up to ~0.2). Bound 5e-7.
+CNN_GRAD_ATOL = 5e-7
+#   after 5 steps, SGD (lr 0.05, momentum 0.9, weight decay 0.01): max |Δ|
+#     1.2e-7 (momentum buffers up to ~0.5). Bound 1e-6.
+CNN_SGD_WEIGHTS_ATOL, CNN_SGD_WEIGHTS_RTOL = 1e-6, 0.0
+#   after 5 steps, AdamW (lr 0.005, weight decay 0.01): max |Δ| 2.2e-7
+#     (seed 5; the √v normalisation amplifies small-gradient elements as
+#     for the MLP); at seed 7 1.2e-7. Bound 2e-6, still 1/2500 of lr.
+# With lr×1.001 on the PyTorch side (the control case) the later losses move
+# by ~7e-5 to 8e-5 and the weights by 2.4e-5 (AdamW) to 9.7e-5 (SGD): ≥10×
+# these bounds.
+CNN_ADAM_WEIGHTS_ATOL, CNN_ADAM_WEIGHTS_RTOL = 2e-6, 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -195,16 +246,32 @@ def samebits(*args, cwd, expect=0):
     return p
 
 
-def write_suite(d, act, depth, optim):
-    s = {
-        "name": f"parity-{act}-{depth}-{optim}",
-        "model": {"kind": "mlp", "hidden": HIDDEN[depth], "activation": act},
-        "data": {"kind": "blobs", "samples": SAMPLES, "features": FEATURES, "classes": CLASSES,
-                 "noise": 1.5, "shuffle": "epoch"},
-        "train": {"steps": STEPS, "batch": BATCH, "optimizer": OPTIMIZERS[optim]},
+def write_suite(d, act, depth, optim, pool=None):
+    """depth: the MLP's hidden layers; pool ("max"/"avg"): the CNN instead."""
+    if pool is None:
+        s = {
+            "name": f"parity-{act}-{depth}-{optim}",
+            "model": {"kind": "mlp", "hidden": HIDDEN[depth], "activation": act},
+            "data": {"kind": "blobs", "samples": SAMPLES, "features": FEATURES,
+                     "classes": CLASSES, "noise": 1.5, "shuffle": "epoch"},
+            "train": {"steps": STEPS, "batch": BATCH, "optimizer": OPTIMIZERS[optim]},
+        }
+    else:
+        s = {
+            "name": f"parity-cnn-{act}-{pool}-{optim}",
+            "model": {"kind": "cnn", "channels": CNN_CHANNELS, "kernel": CNN_KERNEL,
+                      "pool": pool, "activation": act},
+            # augmentation runs in the data pipeline: the exported batches hold it
+            "data": {"kind": "shapes", "samples": CNN_SAMPLES, "classes": CNN_CLASSES,
+                     "channels": CNN_SHAPE[0], "height": CNN_SHAPE[1], "width": CNN_SHAPE[2],
+                     "noise": 0.1, "shuffle": "epoch",
+                     "augment": {"flip": 0.5, "shift": 1, "noise": 0.05}},
+            "train": {"steps": STEPS, "batch": CNN_BATCH, "optimizer": CNN_OPTIMIZERS[optim]},
+        }
+    s.update({
         "matrix": {"seeds": [SEED], "backends": ["ref"], "modes": ["deterministic"], "threads": [1]},
         "checks": [{"name": "repeats", "kind": "repeatable", "expect": "bitwise"}],
-    }
+    })
     path = os.path.join(d, "suite.json")
     with open(path, "w") as f:
         json.dump(s, f, indent=1)
@@ -216,57 +283,85 @@ def f32(x):
     return float(np.float32(x))
 
 
-def torch_train(act, params, x, y, optim, lr_scale=1.0):
-    """PyTorch's run: (losses per step, {param: step-1 grad}, final state
-    under samebits' checkpoint names)."""
+def activation_fn(act):
+    if act == "tanh":
+        return torch.tanh
+    if act == "relu":
+        return torch.relu
+    return lambda z: F.gelu(z, approximate="tanh")  # samebits' GELU is the tanh form
+
+
+def mlp_model(act, params):
+    """({samebits name: leaf tensor}, forward(x) -> logits) of the MLP."""
+    named = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in params.items()}
+    L = len([k for k in named if k.endswith(".weight")])
+    f = activation_fn(act)
+
+    def forward(x, keep):
+        a = x
+        for l in range(1, L + 1):
+            a = F.linear(a, named[f"fc{l}.weight"], named[f"fc{l}.bias"])
+            if l < L:
+                a = f(a)
+        return a
+    return named, forward
+
+
+def cnn_model(act, params, pool, shape):
+    """The CNN of engine/cnn.c: conv (stride 1, zero padding k/2) → act →
+    2×2/2 pool, twice, then fc on torch.flatten(x, 1). forward() keeps pool1's
+    output (whose gradient is conv2/conv.bwd's third output) in keep["pool1"]."""
+    named = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in params.items()}
+    f = activation_fn(act)
+    pool_fn = F.max_pool2d if pool == "max" else F.avg_pool2d
+    k = named["conv1.weight"].shape[-1]
+
+    def forward(x, keep):
+        a = x.reshape(x.shape[0], *shape)
+        for l in (1, 2):
+            a = F.conv2d(a, named[f"conv{l}.weight"], named[f"conv{l}.bias"], stride=1,
+                         padding=k // 2)
+            a = pool_fn(f(a), kernel_size=2, stride=2)
+            if l == 1 and keep is not None:
+                a.retain_grad()
+                keep["pool1"] = a
+        return F.linear(torch.flatten(a, 1), named["fc.weight"], named["fc.bias"])
+    return named, forward
+
+
+def torch_train(model, x, y, optim_cfg, lr_scale=1.0):
+    """PyTorch's run of model = (named leaf tensors, forward): (losses per
+    step, {param (and "pool1"): step-1 grad}, final state under samebits'
+    checkpoint names)."""
     torch.set_num_threads(1)
-    L = len([k for k in params if k.endswith(".weight")])
-    layers = []
-    for l in range(1, L + 1):
-        w = params[f"fc{l}.weight"]
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(params[f"fc{l}.bias"]))
-        layers.append(lin)
-    named = {}
-    for l, lin in enumerate(layers, 1):
-        named[f"fc{l}.weight"], named[f"fc{l}.bias"] = lin.weight, lin.bias
-    o = OPTIMIZERS[optim]
+    named, forward = model
+    o = optim_cfg
     # hyperparameters as the float32 values samebits trains with
     lr = f32(o["lr"]) * lr_scale
-    if optim == "sgd":
+    if o["name"] == "sgd":
         opt = torch.optim.SGD(named.values(), lr=lr, momentum=f32(o["momentum"]),
                               weight_decay=f32(o["weight_decay"]))
     else:  # samebits' adam is decoupled weight decay: PyTorch's AdamW
         opt = torch.optim.AdamW(named.values(), lr=lr, betas=(f32(o["beta1"]), f32(o["beta2"])),
                                 eps=f32(o["eps"]), weight_decay=f32(o["weight_decay"]))
 
-    def activation(z):
-        if act == "tanh":
-            return torch.tanh(z)
-        if act == "relu":
-            return torch.relu(z)
-        return F.gelu(z, approximate="tanh")  # samebits' GELU is the tanh form
-
     losses, grads1 = [], {}
     for s in range(x.shape[0]):
-        a = torch.from_numpy(x[s])
-        for l, lin in enumerate(layers, 1):
-            a = lin(a)
-            if l < L:
-                a = activation(a)
-        loss = F.cross_entropy(a, torch.from_numpy(y[s].astype(np.int64)))
+        keep = {} if s == 0 else None
+        logits = forward(torch.from_numpy(x[s]), keep)
+        loss = F.cross_entropy(logits, torch.from_numpy(y[s].astype(np.int64)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if s == 0:
             grads1 = {k: p.grad.detach().numpy().copy() for k, p in named.items()}
+            for k, t in keep.items():
+                grads1[k] = t.grad.detach().numpy().copy()
         opt.step()
         losses.append(loss.item())
     state = {k: p.detach().numpy().copy() for k, p in named.items()}
     for k, p in named.items():
         st = opt.state[p]
-        if optim == "sgd":
+        if o["name"] == "sgd":
             state[f"optim.momentum.{k}"] = st["momentum_buffer"].numpy().copy()
         else:
             state[f"optim.m.{k}"] = st["exp_avg"].numpy().copy()
@@ -293,12 +388,20 @@ class Config:
     """One configuration, run once on the samebits side (both backends) and
     once in PyTorch; compare() returns the failures as strings."""
 
-    def __init__(self, tmp, act, depth, optim):
-        self.act, self.depth, self.optim = act, depth, optim
-        self.label = f"{act}, {depth} hidden layer{'s' if depth > 1 else ''}, {optim}"
-        self.dir = os.path.join(tmp, f"{act}-{depth}-{optim}")
+    def __init__(self, tmp, act, depth, optim, pool=None):
+        """depth: the MLP's hidden layers; pool ("max"/"avg"): the CNN instead
+        (depth ignored)."""
+        self.act, self.depth, self.optim, self.pool = act, depth, optim, pool
+        if pool is None:
+            self.label = f"{act}, {depth} hidden layer{'s' if depth > 1 else ''}, {optim}"
+            self.dir = os.path.join(tmp, f"{act}-{depth}-{optim}")
+            shape = (STEPS, BATCH, FEATURES)
+        else:
+            self.label = f"cnn, {act}, {pool}pool, {optim}"
+            self.dir = os.path.join(tmp, f"cnn-{act}-{pool}-{optim}")
+            shape = (STEPS, CNN_BATCH, int(np.prod(CNN_SHAPE)))
         os.makedirs(self.dir)
-        self.suite = write_suite(self.dir, act, depth, optim)
+        self.suite = write_suite(self.dir, act, depth, optim, pool)
         samebits("train", self.suite, "--out", "init", "--init-only", cwd=self.dir)
         self.init, meta = st_read(os.path.join(self.dir, "init", "weights.safetensors"))
         if meta.get("samebits.step") != "0":
@@ -307,15 +410,47 @@ class Config:
         samebits("data", "export", self.suite, "--out", "batches.safetensors", cwd=self.dir)
         b, _ = st_read(os.path.join(self.dir, "batches.safetensors"))
         self.x, self.y = b["x"], b["y"]
-        if self.x.shape != (STEPS, BATCH, FEATURES) or self.y.shape != (STEPS, BATCH):
+        if self.x.shape != shape or self.y.shape != shape[:2]:
             raise AssertionError(f"{self.label}: export shapes {self.x.shape} {self.y.shape}")
         for be in BACKENDS:
             samebits("train", self.suite, "--out", be, "--backend", be, "--threads", "1",
                      "--mode", "deterministic", cwd=self.dir)
 
+    def tolerances(self):
+        """(loss atol, grad atol, weights atol, weights rtol)"""
+        if self.pool is None:
+            w = ((SGD_WEIGHTS_ATOL, SGD_WEIGHTS_RTOL) if self.optim == "sgd"
+                 else (ADAM_WEIGHTS_ATOL, ADAM_WEIGHTS_RTOL))
+            return LOSS_ATOL, GRAD_ATOL, w[0], w[1]
+        w = ((CNN_SGD_WEIGHTS_ATOL, CNN_SGD_WEIGHTS_RTOL) if self.optim == "sgd"
+             else (CNN_ADAM_WEIGHTS_ATOL, CNN_ADAM_WEIGHTS_RTOL))
+        return CNN_LOSS_ATOL, CNN_GRAD_ATOL, w[0], w[1]
+
+    def gradient_ops(self):
+        """[(trace op, [(torch grad name, elements)])]: each op's step-1 values
+        are its float outputs concatenated in order."""
+        if self.pool is None:
+            return [(op, [(p, None)]) for l in range(1, self.depth + 2)
+                    for op, p in ((f"fc{l}/matmul.bwd_weight", f"fc{l}.weight"),
+                                  (f"fc{l}/bias.grad", f"fc{l}.bias"))]
+        ops = [("fc/matmul.bwd_weight", [("fc.weight", None)]),
+               ("fc/bias.grad", [("fc.bias", None)])]
+        for l in (2, 1):  # conv.bwd: dweight, dbias, and for conv2 dinput (pool1's gradient)
+            outs = [(f"conv{l}.weight", self.init[f"conv{l}.weight"].size),
+                    (f"conv{l}.bias", self.init[f"conv{l}.bias"].size)]
+            if l == 2:
+                outs.append(("pool1", None))
+            ops.append((f"conv{l}/conv.bwd", outs))
+        return ops
+
     def compare(self, lr_scale=1.0, report=None):
-        losses, grads1, state = torch_train(self.act, self.init, self.x, self.y, self.optim,
-                                            lr_scale)
+        if self.pool is None:
+            model = mlp_model(self.act, self.init)
+            optim_cfg = OPTIMIZERS[self.optim]
+        else:
+            model = cnn_model(self.act, self.init, self.pool, CNN_SHAPE)
+            optim_cfg = CNN_OPTIMIZERS[self.optim]
+        losses, grads1, state = torch_train(model, self.x, self.y, optim_cfg, lr_scale)
         torch_path = os.path.join(self.dir, f"torch-{lr_scale}.safetensors")
         st_write(torch_path, state, {"producer": f"PyTorch {torch.__version__}"})
         failures = []
@@ -328,23 +463,28 @@ class Config:
             if not ok:
                 failures.append(line)
 
-        wa, wr = ((SGD_WEIGHTS_ATOL, SGD_WEIGHTS_RTOL) if self.optim == "sgd"
-                  else (ADAM_WEIGHTS_ATOL, ADAM_WEIGHTS_RTOL))
+        la, ga, wa, wr = self.tolerances()
         for be in BACKENDS:
             rd = os.path.join(self.dir, be)
             with open(os.path.join(rd, "run.json")) as f:
                 sb_losses = json.load(f)["losses"]
             note(f"losses [{be}] (steps 1..{STEPS})",
-                 *worst(sb_losses, losses, LOSS_ATOL, LOSS_RTOL))
+                 *worst(sb_losses, losses, la, 0.0))
             snap = trace_values(os.path.join(rd, "trace.sbt"), 1)
-            for l in range(1, self.depth + 2):
-                for op, p in ((f"fc{l}/matmul.bwd_weight", f"fc{l}.weight"),
-                              (f"fc{l}/bias.grad", f"fc{l}.bias")):
-                    if op not in snap:
-                        failures.append(f"{self.label}: [{be}] trace has no step-1 values of {op}")
-                        continue
-                    note(f"gradient [{be}] {op} (step 1)",
-                         *worst(snap[op], grads1[p], GRAD_ATOL, GRAD_RTOL))
+            for op, outs in self.gradient_ops():
+                if op not in snap:
+                    failures.append(f"{self.label}: [{be}] trace has no step-1 values of {op}")
+                    continue
+                vals, at = snap[op], 0
+                for p, n in outs:
+                    n = grads1[p].size if n is None else n
+                    what = op if len(outs) == 1 else f"{op} → {p}"
+                    note(f"gradient [{be}] {what} (step 1)",
+                         *worst(vals[at:at + n], grads1[p], ga, 0.0))
+                    at += n
+                if at != vals.size:
+                    failures.append(f"{self.label}: [{be}] {op} stores {vals.size} values, "
+                                    f"expected {at}")
             sb_state, _ = st_read(os.path.join(rd, "weights.safetensors"))
             if set(sb_state) != set(state):
                 failures.append(f"{self.label}: [{be}] tensors differ: samebits {sorted(sb_state)}"
@@ -430,13 +570,63 @@ def init_only_should_write_the_step_0_checkpoint_training_starts_from(tmp):
     samebits("train", suite, "--out", "bad", "--init-only", "--resume", "x", cwd=d, expect=2)
 
 
-def measure(tmp):
-    """Prints the worst observed error of each kind over every configuration."""
+def cnn_family(tmp, optim):
+    failures = []
+    for act in CNN_ACTIVATIONS:
+        for pool in CNN_POOLS:
+            c = Config(tmp, act, 0, optim, pool)
+            f = c.compare()
+            print(f"{c.label}: {'ok' if not f else 'FAIL'}")
+            failures += f
+    if failures:
+        raise AssertionError("\n".join(failures))
+
+
+def cnn_with_sgd_momentum_should_match_pytorch_losses_gradients_and_weights(tmp):
+    cnn_family(tmp, "sgd")
+
+
+def cnn_with_adamw_should_match_pytorch_losses_gradients_and_weights(tmp):
+    cnn_family(tmp, "adam")
+
+
+def cnn_parity_check_should_fail_when_pytorch_uses_a_learning_rate_0_1_percent_larger(tmp):
+    # As the MLP's control: PyTorch with lr×1.001 must leave the step-1
+    # gradients agreeing and make the later losses and `samebits diff` on the
+    # final weights fail, on both backends.
+    for optim in CNN_OPTIMIZERS:
+        c = Config(tmp, "relu", 0, optim, "max")
+        if c.compare():
+            raise AssertionError(f"{c.label}: fails even with the same learning rate")
+        f = c.compare(lr_scale=1.001)
+        for be in BACKENDS:
+            if not any(f"[{be}] samebits diff" in x for x in f):
+                raise AssertionError(f"{c.label}: [{be}] weights agree although PyTorch used lr×1.001")
+            if not any(f"losses [{be}]" in x for x in f):
+                raise AssertionError(f"{c.label}: [{be}] losses agree although PyTorch used lr×1.001")
+            if any(f"gradient [{be}]" in x for x in f):
+                raise AssertionError(f"{c.label}: [{be}] step-1 gradients differ with lr×1.001:\n"
+                                     + "\n".join(f))
+        print(f"{c.label}: lr×1.001 fails as it should ({len(f)} failures)")
+
+
+def measure(tmp, family):
+    """Prints the worst observed error of each kind over every configuration
+    of family ("mlp" or "cnn")."""
     rows = []
-    for optim in OPTIMIZERS:
-        for act in ACTIVATIONS:
-            for depth in (1, 2):
-                Config(tmp, act, depth, optim).compare(report=rows)
+    if family == "cnn":
+        for optim in CNN_OPTIMIZERS:
+            for act in CNN_ACTIVATIONS:
+                for pool in CNN_POOLS:
+                    Config(tmp, act, 0, optim, pool).compare(report=rows)
+        if "--lr-control" in sys.argv:
+            for optim in CNN_OPTIMIZERS:
+                Config(tmp, "relu", 0, optim, "max").compare(lr_scale=1.001, report=rows)
+    else:
+        for optim in OPTIMIZERS:
+            for act in ACTIVATIONS:
+                for depth in (1, 2):
+                    Config(tmp, act, depth, optim).compare(report=rows)
     kinds = {}
     for kind, d, line in rows:
         key = (kind, "sgd" if ", sgd" in line else "adam")
@@ -451,6 +641,9 @@ CASES = {f.__name__: f for f in (
     mlp_with_adamw_should_match_pytorch_losses_gradients_and_weights,
     parity_check_should_fail_when_pytorch_uses_a_learning_rate_0_1_percent_larger,
     init_only_should_write_the_step_0_checkpoint_training_starts_from,
+    cnn_with_sgd_momentum_should_match_pytorch_losses_gradients_and_weights,
+    cnn_with_adamw_should_match_pytorch_losses_gradients_and_weights,
+    cnn_parity_check_should_fail_when_pytorch_uses_a_learning_rate_0_1_percent_larger,
 )}
 
 
@@ -462,7 +655,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sb-parity-")
     try:
         if MEASURE:
-            measure(tmp)
+            measure(tmp, "cnn" if sys.argv[3] == "cnn" else "mlp")
             return 0
         CASES[sys.argv[3]](tmp)
         print(f"{sys.argv[3]}: ok")
