@@ -98,7 +98,8 @@
  * parameter gradients and embedding scatter-add use the same helpers), batch
  * norm in blas_batchnorm.c (its fast-mode per-channel sums likewise).
  * Softmax, residual add and attention are in blas_attn.c (fast mode's
- * unordered dk/dv use the queue and the tile-locked add).
+ * unordered dk/dv use the queue and the tile-locked add). The GRU cell step
+ * is in blas_gru.c (rows on the pool, no reduction).
  *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
@@ -109,6 +110,7 @@
 #include "attn_internal.h"
 #include "blas_internal.h"
 #include "canonical.h"
+#include "gru_internal.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -778,6 +780,8 @@ static const sb_backend_i blas_vtable = {
     .residual_backward = sb_blas_residual_backward,
     .attention_forward = sb_blas_attention_forward,
     .attention_backward = sb_blas_attention_backward,
+    .gru_forward = sb_blas_gru_forward, /* blas_gru.c */
+    .gru_backward = sb_blas_gru_backward,
     .destroy = blas_destroy,
 };
 

@@ -25,6 +25,7 @@
  *   softmax, residual, blas_attn.c: ref_attn.c's rows on row ranges; heads on
  *   attention          workers, each GEMM whole on the worker's workspace
  *                      (sb_blas_canonical_gemm below; §3.6).
+ *   gru                blas_gru.c: ref_gru.c's rows on row ranges (§3.7).
  *   everything else    elementwise: one contiguous element (or row) range per
  *                      worker, running the same scalar function ref runs.
  * No OpenBLAS call is made in this mode.
@@ -39,6 +40,7 @@
 #include "attn_internal.h"
 #include "blas_internal.h"
 #include "canonical.h"
+#include "gru_internal.h"
 #include "threadpool.h"
 
 #include <stdlib.h>
@@ -422,6 +424,8 @@ static const sb_backend_i canon_vtable = {
     .residual_backward = sb_blas_residual_backward,
     .attention_forward = sb_blas_attention_forward,
     .attention_backward = sb_blas_attention_backward,
+    .gru_forward = sb_blas_gru_forward, /* blas_gru.c: ref_gru.c's rows, §3.7 */
+    .gru_backward = sb_blas_gru_backward,
     .destroy = canon_destroy,
 };
 

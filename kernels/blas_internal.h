@@ -2,7 +2,7 @@
  * queue, atomic float adds and tile-locked accumulation (blas.c), and the
  * convolution/pooling (blas_conv.c), layer-norm/embedding (blas_norm.c) and
  * batch-norm (blas_batchnorm.c) entries (softmax/residual/attention:
- * attn_internal.h) that both of its vtables — the
+ * attn_internal.h; GRU: gru_internal.h) that both of its vtables — the
  * deterministic/fast one (blas.c) and the canonical one (blas_canonical.c) —
  * install.
  *

@@ -430,6 +430,42 @@ typedef struct sb_backend_i {
                                const float *dout, const float *q, const float *k, const float *v,
                                const float *att, int B, int H, int T, int D);
 
+    /* ---- GRU cell, the elementwise step (kernels/ref_gru.c, blas_gru.c;
+     * gru_internal.h). PyTorch's nn.GRU with gate order (r, z, n) along the
+     * 3H columns. The two GEMMs are the engine's (gemm, weight_grad):
+     * gi = x·W_ihᵀ + b_ih and gh = h_prev·W_hhᵀ + b_hh, both [B, 3H]. Per
+     * (b, j), j < H, with a_g = gi[b, g*H + j], c_g = gh[b, g*H + j]:
+     *   r = σ(a_r + c_r);  z = σ(a_z + c_z);  n = tanh(a_n + r*c_n);
+     *   h = n + z*(h_prev - n)   (= (1 - z)*n + z*h_prev; PyTorch CPU's form)
+     * σ(x) = 1/(1 + exp(-x)) for x >= 0 and e/(1 + e), e = exp(x), for
+     * x < 0: exp only sees -|x|, so it never overflows (σ(±inf) = 1, 0; NaN
+     * stays NaN). exp and tanh are libm's expf, tanhf in deterministic and
+     * fast mode; sb_canon_expf, sb_canon_tanhf in canonical mode, where also
+     * n = tanh(fmaf(r, c_n, a_n)) and h = fmaf(z, h_prev - n, n)
+     * (docs/canonical.md §3.7). No reduction: "blas" runs ref's rows on
+     * disjoint row ranges, so it equals "ref" bit for bit in every mode and
+     * for any thread count; fast is the same as deterministic. B >= 0,
+     * H >= 1; no output aliases an input. ---- */
+
+    /* Overwrites h[B, H] and saved[B, 4H], the forward's record for the
+     * backward: row b of saved is r[0..H), z[0..H), n[0..H), c_n[0..H)
+     * (c_n = gh[b, 2H..3H) copied, so the backward needs neither gi nor gh;
+     * it takes h_prev from the caller). */
+    void (*gru_forward)(sb_backend *be, float *h, float *saved, const float *gi, const float *gh,
+                        const float *h_prev, int B, int H);
+    /* From dh[B, H] (the gradient reaching h: from the output and from the
+     * next step), saved and h_prev [B, H], per (b, j):
+     *   dn = dh*(1 - z);  dz = dh*(h_prev - n);  dan = dn*(1 - n*n);
+     *   dar = (dan*(r*(1 - r)))*c_n;  daz = dz*(z*(1 - z));
+     *   dgi[b, (r,z,n)] = (dar, daz, dan);  dgh[b, (r,z,n)] = (dar, daz, dan*r);
+     *   dh_prev = dh_prev + dh*z
+     * (canonical: 1 - n*n is fmaf(-n, n, 1.0f), dh_prev = fmaf(dh, z,
+     * dh_prev)). dgi and dgh [B, 3H] are OVERWRITTEN — unlike the other
+     * backward ops: they are fresh every step and go straight into the
+     * GEMMs; dh_prev is ADDED into (+=), NULL skips it (e.g. a fixed h0). */
+    void (*gru_backward)(sb_backend *be, float *dgi, float *dgh, float *dh_prev, const float *dh,
+                         const float *saved, const float *h_prev, int B, int H);
+
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
 } sb_backend_i;

@@ -32,6 +32,7 @@
 #include "batchnorm_internal.h"
 #include "canonical.h"
 #include "conv_internal.h"
+#include "gru_internal.h"
 #include "kernels.h"
 #include "norm_internal.h"
 
@@ -478,6 +479,8 @@ static const sb_backend_i ref_vtable = {
     .residual_backward = sb_ref_residual_backward,
     .attention_forward = sb_ref_attention_forward,
     .attention_backward = sb_ref_attention_backward,
+    .gru_forward = sb_ref_gru_forward, /* ref_gru.c: canonical by be->mode */
+    .gru_backward = sb_ref_gru_backward,
     .destroy = ref_destroy,
 };
 
@@ -522,6 +525,8 @@ static const sb_backend_i ref_canonical_vtable = {
     .residual_backward = sb_ref_residual_backward,
     .attention_forward = sb_ref_attention_forward,
     .attention_backward = sb_ref_attention_backward,
+    .gru_forward = sb_ref_gru_forward, /* ref_gru.c: canonical by be->mode */
+    .gru_backward = sb_ref_gru_backward,
     .destroy = ref_destroy,
 };
 

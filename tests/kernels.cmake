@@ -123,3 +123,18 @@ sb_add_test_exe(test_kernels_attn
     canonical_softmax_residual_and_attention_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_attention_should_differ_from_deterministic_mode)
 target_include_directories(test_kernels_attn PRIVATE ${CMAKE_SOURCE_DIR}/kernels)
+
+# The GRU cell step: ref against finite differences (dgi, dgh, dh_prev) and a
+# double-precision forward, blas == ref bitwise (deterministic and fast, 1
+# and 2 threads, guard bytes), canonical ref == blas bitwise on every SIMD
+# path and thread count 1..4, and finite results for saturating inputs.
+sb_add_test_exe(test_kernels_gru
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_kernels_gru.c
+  LIBS sb_kernels
+  CASES
+    gradcheck_should_match_finite_differences_for_gru_dgi_dgh_and_dh_prev
+    gru_forward_should_match_double_precision_in_deterministic_and_canonical_mode
+    blas_gru_should_equal_ref_bitwise_in_deterministic_and_fast_mode
+    canonical_gru_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_gru_should_differ_from_deterministic_mode
+    gru_should_stay_finite_for_saturating_preactivations)
