@@ -13,3 +13,9 @@ sb_add_test_exe(test_canonical
     canonical_ops_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_gemm_error_should_be_no_worse_than_openblas
     canonical_isa_switch_should_reject_unknown_values)
+
+# Canonical outputs pinned by hash: a change of the canonical order fails here.
+sb_add_test_exe(test_canonical_pinned
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/test_canonical_pinned.c
+  LIBS sb_engine
+  CASES canonical_results_should_keep_their_pinned_bits)
