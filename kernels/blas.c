@@ -702,31 +702,6 @@ static void blas_weight_grad(sb_backend *be, float *dW, const float *dout, const
 /* memory (host memory, as ref's) and lifetime                            */
 /* ====================================================================== */
 
-static void *blas_alloc(sb_backend *be, size_t bytes) {
-    sb_backend *ref = ctx_of(be)->ref;
-    return ref->i->alloc(ref, bytes);
-}
-
-static void blas_free(sb_backend *be, void *p) {
-    sb_backend *ref = ctx_of(be)->ref;
-    ref->i->free(ref, p);
-}
-
-static void blas_upload(sb_backend *be, void *dst, const void *src, size_t bytes) {
-    sb_backend *ref = ctx_of(be)->ref;
-    ref->i->upload(ref, dst, src, bytes);
-}
-
-static void blas_download(sb_backend *be, void *dst, const void *src, size_t bytes) {
-    sb_backend *ref = ctx_of(be)->ref;
-    ref->i->download(ref, dst, src, bytes);
-}
-
-static void blas_zero(sb_backend *be, float *x, size_t n) {
-    sb_backend *ref = ctx_of(be)->ref;
-    ref->i->zero(ref, x, n);
-}
-
 static void blas_destroy(sb_backend *be) {
     blas_ctx *cx = ctx_of(be);
     if (!cx) return;
@@ -744,11 +719,11 @@ static void blas_destroy(sb_backend *be) {
 }
 
 static const sb_backend_i blas_vtable = {
-    .alloc = blas_alloc,
-    .free = blas_free,
-    .upload = blas_upload,
-    .download = blas_download,
-    .zero = blas_zero,
+    .alloc = sb_ref_alloc,
+    .free = sb_ref_free,
+    .upload = sb_ref_upload,
+    .download = sb_ref_download,
+    .zero = sb_ref_zero,
     .gemm = blas_gemm,
     .bias_add = blas_bias_add,
     .bias_grad = blas_bias_grad,

@@ -348,31 +348,6 @@ static void canon_xent_forward(sb_backend *be, float *probs, float *loss, const 
 /* memory (ref's host memory) and lifetime                                */
 /* ====================================================================== */
 
-static void *canon_alloc(sb_backend *be, size_t bytes) {
-    sb_backend *ref = cx_of(be)->ref;
-    return ref->i->alloc(ref, bytes);
-}
-
-static void canon_free(sb_backend *be, void *p) {
-    sb_backend *ref = cx_of(be)->ref;
-    ref->i->free(ref, p);
-}
-
-static void canon_upload(sb_backend *be, void *dst, const void *src, size_t bytes) {
-    sb_backend *ref = cx_of(be)->ref;
-    ref->i->upload(ref, dst, src, bytes);
-}
-
-static void canon_download(sb_backend *be, void *dst, const void *src, size_t bytes) {
-    sb_backend *ref = cx_of(be)->ref;
-    ref->i->download(ref, dst, src, bytes);
-}
-
-static void canon_zero(sb_backend *be, float *x, size_t n) {
-    sb_backend *ref = cx_of(be)->ref;
-    ref->i->zero(ref, x, n);
-}
-
 static void canon_destroy(sb_backend *be) {
     canon_ctx *cx = cx_of(be);
     if (!cx) return;
@@ -388,11 +363,11 @@ static void canon_destroy(sb_backend *be) {
 }
 
 static const sb_backend_i canon_vtable = {
-    .alloc = canon_alloc,
-    .free = canon_free,
-    .upload = canon_upload,
-    .download = canon_download,
-    .zero = canon_zero,
+    .alloc = sb_ref_alloc,
+    .free = sb_ref_free,
+    .upload = sb_ref_upload,
+    .download = sb_ref_download,
+    .zero = sb_ref_zero,
     .gemm = canon_gemm,
     .bias_add = canon_bias_add,
     .bias_grad = canon_bias_grad,

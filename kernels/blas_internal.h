@@ -110,4 +110,12 @@ void sb_blas_batchnorm_backward(sb_backend *be, float *dinp, float *dweight, flo
                                 const float *dout, const float *inp, const float *weight,
                                 const float *mean, const float *rstd, int N, int C, int S);
 
+/* ref.c's host memory entries, shared by the blas backends (whose memory is
+ * the same host memory); they ignore `be`. */
+void *sb_ref_alloc(sb_backend *be, size_t bytes);
+void sb_ref_free(sb_backend *be, void *p);
+void sb_ref_upload(sb_backend *be, void *dst, const void *host_src, size_t bytes);
+void sb_ref_download(sb_backend *be, void *host_dst, const void *src, size_t bytes);
+void sb_ref_zero(sb_backend *be, float *x, size_t n);
+
 #endif /* SB_BLAS_INTERNAL_H */

@@ -53,10 +53,11 @@
 #endif
 
 /* ====================================================================== */
-/* memory: plain host memory                                              */
+/* memory: plain host memory (also the blas backends' memory entries:     */
+/* declared in blas_internal.h; they ignore `be`)                         */
 /* ====================================================================== */
 
-static void *ref_alloc(sb_backend *be, size_t bytes) {
+void *sb_ref_alloc(sb_backend *be, size_t bytes) {
     (void)be;
     /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
      * unique, freeable block so callers need no special case */
@@ -68,22 +69,22 @@ static void *ref_alloc(sb_backend *be, size_t bytes) {
     return p;
 }
 
-static void ref_free(sb_backend *be, void *p) {
+void sb_ref_free(sb_backend *be, void *p) {
     (void)be;
     free(p);
 }
 
-static void ref_upload(sb_backend *be, void *dst, const void *host_src, size_t bytes) {
+void sb_ref_upload(sb_backend *be, void *dst, const void *host_src, size_t bytes) {
     (void)be;
     if (bytes) memcpy(dst, host_src, bytes);
 }
 
-static void ref_download(sb_backend *be, void *host_dst, const void *src, size_t bytes) {
+void sb_ref_download(sb_backend *be, void *host_dst, const void *src, size_t bytes) {
     (void)be;
     if (bytes) memcpy(host_dst, src, bytes);
 }
 
-static void ref_zero(sb_backend *be, float *x, size_t n) {
+void sb_ref_zero(sb_backend *be, float *x, size_t n) {
     (void)be;
     for (size_t i = 0; i < n; i++) x[i] = 0.0f; /* +0.0f, never -0.0f */
 }
@@ -443,11 +444,11 @@ static void ref_dropout_backward(sb_backend *be, float *restrict dinp, const flo
 static void ref_destroy(sb_backend *be) { (void)be; /* no private state */ }
 
 static const sb_backend_i ref_vtable = {
-    .alloc = ref_alloc,
-    .free = ref_free,
-    .upload = ref_upload,
-    .download = ref_download,
-    .zero = ref_zero,
+    .alloc = sb_ref_alloc,
+    .free = sb_ref_free,
+    .upload = sb_ref_upload,
+    .download = sb_ref_download,
+    .zero = sb_ref_zero,
     .gemm = ref_gemm,
     .bias_add = ref_bias_add,
     .bias_grad = ref_bias_grad,
@@ -489,11 +490,11 @@ static const sb_backend_i ref_vtable = {
  * (memory, bias_add, xent_backward, SGD, dropout) are the loops above, whose
  * result is already fixed by their formula. */
 static const sb_backend_i ref_canonical_vtable = {
-    .alloc = ref_alloc,
-    .free = ref_free,
-    .upload = ref_upload,
-    .download = ref_download,
-    .zero = ref_zero,
+    .alloc = sb_ref_alloc,
+    .free = sb_ref_free,
+    .upload = sb_ref_upload,
+    .download = sb_ref_download,
+    .zero = sb_ref_zero,
     .gemm = sb_canon_ref_gemm,
     .bias_add = ref_bias_add,
     .bias_grad = sb_canon_ref_bias_grad,

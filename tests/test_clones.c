@@ -6,6 +6,11 @@
  */
 #define SB_NO_CLONES
 #define sb_ref_init sb_ref_init_scalar_copy
+#define sb_ref_alloc sb_ref_alloc_scalar_copy
+#define sb_ref_free sb_ref_free_scalar_copy
+#define sb_ref_upload sb_ref_upload_scalar_copy
+#define sb_ref_download sb_ref_download_scalar_copy
+#define sb_ref_zero sb_ref_zero_scalar_copy
 #include "../kernels/ref.c"
 #undef sb_ref_init
 
