@@ -52,6 +52,46 @@ typedef struct sb_canon_tree {
 void sb_canon_tree_init(sb_canon_tree *t);
 void sb_canon_tree_push(sb_canon_tree *t, float block_sum);
 float sb_canon_tree_end(const sb_canon_tree *t);
+
+/* The canonical sum (or dot) fed one term at a time — the same order as
+ * sb_canon_sum / canon_dot: blocks of SB_CANON_BLOCK consecutive terms, each
+ * accumulated from +0.0f, the block sums through the canonical tree. For
+ * ops whose terms are not contiguous in memory (norms over strided data). */
+typedef struct sb_canon_acc {
+    sb_canon_tree t;
+    float s;
+    int fill;
+} sb_canon_acc;
+
+static inline void sb_canon_acc_init(sb_canon_acc *a) {
+    sb_canon_tree_init(&a->t);
+    a->s = 0.0f;
+    a->fill = 0;
+}
+
+static inline void sb_canon_acc_block_done(sb_canon_acc *a) {
+    if (++a->fill == SB_CANON_BLOCK) {
+        sb_canon_tree_push(&a->t, a->s);
+        a->s = 0.0f;
+        a->fill = 0;
+    }
+}
+
+static inline void sb_canon_acc_add(sb_canon_acc *a, float v) { /* s = s + v */
+    a->s = a->s + v;
+    sb_canon_acc_block_done(a);
+}
+
+static inline void sb_canon_acc_fma(sb_canon_acc *a, float x, float y) { /* s = fmaf(x, y, s) */
+    a->s = fmaf(x, y, a->s);
+    sb_canon_acc_block_done(a);
+}
+
+static inline float sb_canon_acc_end(sb_canon_acc *a) {
+    if (a->fill) sb_canon_tree_push(&a->t, a->s);
+    a->fill = 0;
+    return sb_canon_tree_end(&a->t);
+}
 /* canonical sum of x[0], x[stride], ..., x[(n-1)*stride] */
 float sb_canon_sum(const float *x, size_t n, size_t stride);
 

@@ -19,44 +19,6 @@
 
 #define ROW(p, n, c) ((p) + ((size_t)(n) * (size_t)C + (size_t)(c)) * (size_t)S)
 
-/* The canonical sum (or dot) fed one term at a time: blocks of
- * SB_CANON_BLOCK consecutive terms, each accumulated from +0.0f, the block
- * sums through the canonical tree (canonical.h). */
-typedef struct canon_acc {
-    sb_canon_tree t;
-    float s;
-    int fill;
-} canon_acc;
-
-static void acc_init(canon_acc *a) {
-    sb_canon_tree_init(&a->t);
-    a->s = 0.0f;
-    a->fill = 0;
-}
-
-static void acc_block_done(canon_acc *a) {
-    if (++a->fill == SB_CANON_BLOCK) {
-        sb_canon_tree_push(&a->t, a->s);
-        a->s = 0.0f;
-        a->fill = 0;
-    }
-}
-
-static void acc_add(canon_acc *a, float v) { /* canon_sum's step: s = s + v */
-    a->s = a->s + v;
-    acc_block_done(a);
-}
-
-static void acc_fma(canon_acc *a, float x, float y) { /* canon_dot's step */
-    a->s = fmaf(x, y, a->s);
-    acc_block_done(a);
-}
-
-static float acc_end(canon_acc *a) {
-    if (a->fill) sb_canon_tree_push(&a->t, a->s);
-    a->fill = 0;
-    return sb_canon_tree_end(&a->t);
-}
 
 /* Per channel c in [c0, c1), its M values in (n, s) order:
  * m = canon_sum(x) / M; d = x - m; q = canon_dot(d, d);
@@ -71,21 +33,21 @@ void sb_canon_bn_forward_chans(float *out, float *mean, float *rstd, float *runn
     const size_t M = (size_t)N * (size_t)S;
     const float keep = 1.0f - momentum;
     for (int c = c0; c < c1; c++) {
-        canon_acc sx, q;
-        acc_init(&sx), acc_init(&q);
+        sb_canon_acc sx, q;
+        sb_canon_acc_init(&sx), sb_canon_acc_init(&q);
         for (int n = 0; n < N; n++) {
             const float *x = ROW(inp, n, c);
-            for (int s = 0; s < S; s++) acc_add(&sx, x[s]);
+            for (int s = 0; s < S; s++) sb_canon_acc_add(&sx, x[s]);
         }
-        const float m = acc_end(&sx) / (float)M;
+        const float m = sb_canon_acc_end(&sx) / (float)M;
         for (int n = 0; n < N; n++) {
             const float *x = ROW(inp, n, c);
             for (int s = 0; s < S; s++) {
                 float d = x[s] - m;
-                acc_fma(&q, d, d);
+                sb_canon_acc_fma(&q, d, d);
             }
         }
-        const float qs = acc_end(&q);
+        const float qs = sb_canon_acc_end(&q);
         const float rs = 1.0f / sqrtf(qs / (float)M + eps);
         const float vu = qs / (float)(M - 1);
         mean[c] = m;
@@ -127,16 +89,16 @@ void sb_canon_bn_backward_chans(float *dinp, float *dweight, float *dbias, const
     const float M = (float)((size_t)N * (size_t)S);
     for (int c = c0; c < c1; c++) {
         const float m = mean[c], rs = rstd[c];
-        canon_acc sg, sgx;
-        acc_init(&sg), acc_init(&sgx);
+        sb_canon_acc sg, sgx;
+        sb_canon_acc_init(&sg), sb_canon_acc_init(&sgx);
         for (int n = 0; n < N; n++) {
             const float *x = ROW(inp, n, c), *g = ROW(dout, n, c);
             for (int s = 0; s < S; s++) {
-                acc_add(&sg, g[s]);
-                acc_fma(&sgx, g[s], (x[s] - m) * rs);
+                sb_canon_acc_add(&sg, g[s]);
+                sb_canon_acc_fma(&sgx, g[s], (x[s] - m) * rs);
             }
         }
-        const float tg = acc_end(&sg), tgx = acc_end(&sgx);
+        const float tg = sb_canon_acc_end(&sg), tgx = sb_canon_acc_end(&sgx);
         if (dbias) dbias[c] = dbias[c] + tg;
         if (dweight) dweight[c] = dweight[c] + tgx;
         if (!dinp) continue;

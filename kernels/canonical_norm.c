@@ -18,44 +18,6 @@
 #include <math.h>
 #include <stddef.h>
 
-/* The canonical sum (or dot) fed one term at a time: blocks of
- * SB_CANON_BLOCK consecutive terms, each accumulated from +0.0f, the block
- * sums through the canonical tree. */
-typedef struct canon_acc {
-    sb_canon_tree t;
-    float s;
-    int fill;
-} canon_acc;
-
-static void acc_init(canon_acc *a) {
-    sb_canon_tree_init(&a->t);
-    a->s = 0.0f;
-    a->fill = 0;
-}
-
-static void acc_block_done(canon_acc *a) {
-    if (++a->fill == SB_CANON_BLOCK) {
-        sb_canon_tree_push(&a->t, a->s);
-        a->s = 0.0f;
-        a->fill = 0;
-    }
-}
-
-static void acc_add(canon_acc *a, float v) { /* canon_sum's step: s = s + v */
-    a->s = a->s + v;
-    acc_block_done(a);
-}
-
-static void acc_fma(canon_acc *a, float x, float y) { /* canon_dot's step */
-    a->s = fmaf(x, y, a->s);
-    acc_block_done(a);
-}
-
-static float acc_end(canon_acc *a) {
-    if (a->fill) sb_canon_tree_push(&a->t, a->s);
-    a->fill = 0;
-    return sb_canon_tree_end(&a->t);
-}
 
 /* Per row: m = canon_sum(x) / C; d_i = x_i - m; v = canon_dot(d, d) / C;
  * rstd = 1.0f / sqrtf(v + eps); out_i = fmaf(d_i * rstd, w_i, b_i). */
@@ -68,13 +30,13 @@ void sb_canon_ref_layernorm_forward(sb_backend *be, float *out, float *mean, flo
         const float *x = inp + (size_t)r * (size_t)C;
         float *o = out + (size_t)r * (size_t)C;
         const float m = sb_canon_sum(x, (size_t)C, 1) / (float)C;
-        canon_acc q;
-        acc_init(&q);
+        sb_canon_acc q;
+        sb_canon_acc_init(&q);
         for (int i = 0; i < C; i++) {
             float d = x[i] - m;
-            acc_fma(&q, d, d);
+            sb_canon_acc_fma(&q, d, d);
         }
-        const float v = acc_end(&q) / (float)C;
+        const float v = sb_canon_acc_end(&q) / (float)C;
         const float rs = 1.0f / sqrtf(v + eps);
         for (int i = 0; i < C; i++) o[i] = fmaf((x[i] - m) * rs, weight[i], bias[i]);
         mean[r] = m;
@@ -89,14 +51,14 @@ void sb_canon_layernorm_param_cols(float *dweight, float *dbias, const float *do
                                    const float *inp, const float *mean, const float *rstd, int R,
                                    int C, int j0, int j1) {
     for (int j = j0; j < j1; j++) {
-        canon_acc sw, sb;
-        acc_init(&sw), acc_init(&sb);
+        sb_canon_acc sw, sb;
+        sb_canon_acc_init(&sw), sb_canon_acc_init(&sb);
         for (int r = 0; r < R; r++) {
             size_t e = (size_t)r * (size_t)C + (size_t)j;
-            acc_fma(&sw, dout[e], (inp[e] - mean[r]) * rstd[r]);
-            acc_add(&sb, dout[e]);
+            sb_canon_acc_fma(&sw, dout[e], (inp[e] - mean[r]) * rstd[r]);
+            sb_canon_acc_add(&sb, dout[e]);
         }
-        float tw = acc_end(&sw), tb = acc_end(&sb);
+        float tw = sb_canon_acc_end(&sw), tb = sb_canon_acc_end(&sb);
         if (dweight) dweight[j] = dweight[j] + tw;
         if (dbias) dbias[j] = dbias[j] + tb;
     }
@@ -117,14 +79,14 @@ void sb_canon_ref_layernorm_backward(sb_backend *be, float *dinp, float *dweight
         const float *x = inp + (size_t)r * (size_t)C, *g = dout + (size_t)r * (size_t)C;
         float *d = dinp + (size_t)r * (size_t)C;
         const float m = mean[r], rs = rstd[r];
-        canon_acc sa, sbx;
-        acc_init(&sa), acc_init(&sbx);
+        sb_canon_acc sa, sbx;
+        sb_canon_acc_init(&sa), sb_canon_acc_init(&sbx);
         for (int i = 0; i < C; i++) {
             float gi = g[i] * weight[i];
-            acc_add(&sa, gi);
-            acc_fma(&sbx, gi, (x[i] - m) * rs);
+            sb_canon_acc_add(&sa, gi);
+            sb_canon_acc_fma(&sbx, gi, (x[i] - m) * rs);
         }
-        const float a = acc_end(&sa) / (float)C, b = acc_end(&sbx) / (float)C;
+        const float a = sb_canon_acc_end(&sa) / (float)C, b = sb_canon_acc_end(&sbx) / (float)C;
         for (int i = 0; i < C; i++) {
             float gi = g[i] * weight[i];
             float xhat = (x[i] - m) * rs;
