@@ -80,7 +80,7 @@ static void put_le64(uint8_t *p, uint64_t v) {
 }
 
 /* Offset of the first byte that is not valid UTF-8, or -1 when all is valid. */
-static long utf8_invalid_at(const uint8_t *s, size_t n) {
+long sb_utf8_invalid_at(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint8_t c = s[i];
@@ -103,7 +103,7 @@ static long utf8_invalid_at(const uint8_t *s, size_t n) {
 }
 
 /* A name as shown in an error: quoted, control bytes escaped, cut at 80. */
-static const char *shown(const char *s, char buf[128]) {
+const char *sb_shown_name(const char *s, char buf[128]) {
     size_t o = 0, i = 0;
     buf[o++] = '"';
     for (; s[i] && o < 100; i++) {
@@ -526,7 +526,7 @@ static sb_status parse_meta(parse_ctx *c, const cJSON *m) {
     for (const cJSON *e = m->child; e; e = e->next, k++) {
         if (!cJSON_IsString(e)) {
             s = hdr_err(c, NULL, "__metadata__: %s: expected a string value, got %s",
-                        shown(e->string, nb), json_kind(e));
+                        sb_shown_name(e->string, nb), json_kind(e));
             goto fail;
         }
         pairs[2 * k] = e->string;
@@ -535,7 +535,7 @@ static sb_status parse_meta(parse_ctx *c, const cJSON *m) {
     qsort(pairs, (size_t)n, 2 * sizeof *pairs, cmp_meta_pair);
     for (k = 0; k < n; k++) {
         if (k > 0 && strcmp(pairs[2 * k - 2], pairs[2 * k]) == 0) {
-            s = hdr_err(c, NULL, "__metadata__: duplicate key %s", shown(pairs[2 * k], nb));
+            s = hdr_err(c, NULL, "__metadata__: duplicate key %s", sb_shown_name(pairs[2 * k], nb));
             goto fail;
         }
         f->meta_keys[k] = strdup(pairs[2 * k]);
@@ -555,7 +555,7 @@ fail:
 /* One tensor entry; its fields are visited in text order (see scan_numbers). */
 static sb_status parse_tensor(parse_ctx *c, const cJSON *e, sb_st_tensor *t) {
     char nb[128], place[128];
-    const char *tn = shown(e->string, nb);
+    const char *tn = sb_shown_name(e->string, nb);
     int seen_dtype = 0, seen_shape = 0, seen_off = 0;
     uint64_t begin = 0, end = 0;
     sb_status s;
@@ -565,13 +565,13 @@ static sb_status parse_tensor(parse_ctx *c, const cJSON *e, sb_st_tensor *t) {
         const char *k = fld->string;
         int *seen = !strcmp(k, "dtype") ? &seen_dtype : !strcmp(k, "shape") ? &seen_shape
                   : !strcmp(k, "data_offsets") ? &seen_off : NULL;
-        if (!seen) return hdr_err(c, tn, "unknown field %s", shown(k, place));
+        if (!seen) return hdr_err(c, tn, "unknown field %s", sb_shown_name(k, place));
         if ((*seen)++) return hdr_err(c, tn, "duplicate field \"%s\"", k);
         if (seen == &seen_dtype) {
             if (!cJSON_IsString(fld))
                 return hdr_err(c, tn, "dtype: expected a string, got %s", json_kind(fld));
             if (sb_dtype_parse(fld->valuestring, &t->dtype) != 0)
-                return hdr_err(c, tn, "dtype: unknown dtype %s", shown(fld->valuestring, place));
+                return hdr_err(c, tn, "dtype: unknown dtype %s", sb_shown_name(fld->valuestring, place));
         } else if (seen == &seen_shape) {
             if (!cJSON_IsArray(fld))
                 return hdr_err(c, tn, "shape: expected an array, got %s", json_kind(fld));
@@ -648,7 +648,7 @@ static sb_status check_layout(parse_ctx *c) {
     qsort(names, (size_t)f->n_tensors, sizeof *names, cmp_str_ptr);
     for (int i = 1; i < f->n_tensors; i++)
         if (strcmp(names[i - 1], names[i]) == 0) {
-            sb_status s = hdr_err(c, NULL, "duplicate tensor name %s", shown(names[i], na));
+            sb_status s = hdr_err(c, NULL, "duplicate tensor name %s", sb_shown_name(names[i], na));
             free(names);
             return s;
         }
@@ -660,11 +660,11 @@ static sb_status check_layout(parse_ctx *c) {
         const sb_st_tensor *t = &f->tensors[i];
         if (t->begin < cursor)
             return hdr_err(c, NULL, "tensors %s [%llu, %llu) and %s [%llu, %llu) overlap",
-                           shown(prev->name, na), (ull)prev->begin, (ull)prev->end,
-                           shown(t->name, nb), (ull)t->begin, (ull)t->end);
+                           sb_shown_name(prev->name, na), (ull)prev->begin, (ull)prev->end,
+                           sb_shown_name(t->name, nb), (ull)t->begin, (ull)t->end);
         if (t->begin > cursor)
             return hdr_err(c, NULL, "data bytes [%llu, %llu) before tensor %s belong to no tensor "
-                           "(a hole)", (ull)cursor, (ull)t->begin, shown(t->name, na));
+                           "(a hole)", (ull)cursor, (ull)t->begin, sb_shown_name(t->name, na));
         cursor = t->end;
         prev = t;
     }
@@ -708,7 +708,7 @@ static sb_st_file *parse_owned(uint8_t *buf, size_t size, const char *label, sb_
     const char *nul = memchr(f->header_json, 0, (size_t)n);
     if (nul) FAIL(SB_ERR_FORMAT, "%s: header: byte %zu is a NUL byte", label,
                   (size_t)(nul - f->header_json));
-    long bad = utf8_invalid_at((const uint8_t *)f->header_json, (size_t)n);
+    long bad = sb_utf8_invalid_at((const uint8_t *)f->header_json, (size_t)n);
     if (bad >= 0) FAIL(SB_ERR_FORMAT, "%s: header: byte %ld is not valid UTF-8", label, bad);
     if (scan_numbers(&c, f->header_json, (size_t)n) != SB_OK) goto fail;
     const char *end = NULL;
@@ -831,7 +831,7 @@ void sb_st_writer_free(sb_st_writer *w) {
 }
 
 static int valid_text(const char *s) {
-    return s && utf8_invalid_at((const uint8_t *)s, strlen(s)) < 0;
+    return s && sb_utf8_invalid_at((const uint8_t *)s, strlen(s)) < 0;
 }
 
 #define WRITER_ERR(status, ...) sb_error_set(err, status, "safetensors writer: " __VA_ARGS__)
@@ -841,7 +841,7 @@ sb_status sb_st_writer_add(sb_st_writer *w, const char *name, sb_dtype dtype, in
     char nb[128];
     if (!valid_text(name))
         return WRITER_ERR(SB_ERR_ARG, "tensor name is %s", name ? "not valid UTF-8" : "NULL");
-    const char *tn = shown(name, nb);
+    const char *tn = sb_shown_name(name, nb);
     if (strcmp(name, "__metadata__") == 0)
         return WRITER_ERR(SB_ERR_ARG, "the tensor name \"__metadata__\" is reserved");
     if ((unsigned)dtype >= SB_DT_COUNT)
@@ -887,7 +887,7 @@ sb_status sb_st_writer_meta(sb_st_writer *w, const char *key, const char *value,
         return WRITER_ERR(SB_ERR_ARG, "metadata key or value is NULL or not valid UTF-8");
     for (int i = 0; i < w->nm; i++)
         if (strcmp(w->mkeys[i], key) == 0)
-            return WRITER_ERR(SB_ERR_ARG, "duplicate metadata key %s", shown(key, nb));
+            return WRITER_ERR(SB_ERR_ARG, "duplicate metadata key %s", sb_shown_name(key, nb));
     if (w->nm == w->capm) {
         int ncap = w->capm ? 2 * w->capm : 8;
         char **nk = realloc(w->mkeys, sizeof *nk * (size_t)ncap);

@@ -107,6 +107,12 @@ void sb_st_weights_digest(const sb_st_file *f, char hex[65]);
  * fails with SB_ERR_EXISTS when path exists. */
 sb_status sb_write_file_atomic(const char *path, const void *data, size_t n, int overwrite,
                                sb_error *err);
+/* Offset of the first byte of s[0..n) that is not valid UTF-8, -1 if none. */
+long sb_utf8_invalid_at(const uint8_t *s, size_t n);
+/* A name as shown in an error message: quoted, control bytes escaped, cut
+ * after about 100 bytes with "...". Returns buf. */
+const char *sb_shown_name(const char *s, char buf[128]);
+
 /* Moves a finished temporary file into place without ever replacing an
  * existing one: renameat2(RENAME_NOREPLACE), else link()+unlink(), else (file
  * systems with neither) a check before rename. SB_ERR_EXISTS when path exists;

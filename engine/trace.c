@@ -255,28 +255,6 @@ static void put_le64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Offset of the first byte that is not valid UTF-8, or -1 when all is. */
-static long utf8_bad_at(const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) { i++; continue; }
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; min = 0x10000; }
-        else return (long)i;
-        if (n - i < len) return (long)i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return (long)i;
-            cp = cp << 6 | (s[i + k] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
-        i += len;
-    }
-    return -1;
-}
-
 /* Why an op name is unacceptable, or NULL when it is fine. */
 static const char *name_problem(const char *s) {
     if (!s) return "is NULL";
@@ -285,23 +263,8 @@ static const char *name_problem(const char *s) {
     if (n > TRACE_MAX_NAME) return "is longer than 127 bytes";
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return "contains a control character";
-    if (utf8_bad_at((const uint8_t *)s, n) >= 0) return "is not valid UTF-8";
+    if (sb_utf8_invalid_at((const uint8_t *)s, n) >= 0) return "is not valid UTF-8";
     return NULL;
-}
-
-/* A string as shown in an error: quoted, control bytes escaped, cut at 80. */
-static const char *shown(const char *s, char buf[128]) {
-    size_t o = 0, i = 0;
-    buf[o++] = '"';
-    for (; s[i] && o < 88; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, 8, "\\x%02x", c);
-        else buf[o++] = (char)c;
-    }
-    if (s[i]) { memcpy(buf + o, "...", 3); o += 3; }
-    buf[o++] = '"';
-    buf[o] = 0;
-    return buf;
 }
 
 /* Scans JSON text once: counts an upper bound of its values (each value
@@ -473,11 +436,11 @@ uint32_t sb_trace_op(sb_trace_writer *w, const char *name, sb_stage stage) {
     if (w->err.status != SB_OK) return UINT32_MAX;
     const char *problem = name_problem(name);
     if (problem) {
-        wfail(w, SB_ERR_ARG, "op name %s %s", name ? shown(name, nb) : "(NULL)", problem);
+        wfail(w, SB_ERR_ARG, "op name %s %s", name ? sb_shown_name(name, nb) : "(NULL)", problem);
         return UINT32_MAX;
     }
     if ((unsigned)stage >= SB_STAGE_COUNT) {
-        wfail(w, SB_ERR_ARG, "op %s: stage %d out of range", shown(name, nb), (int)stage);
+        wfail(w, SB_ERR_ARG, "op %s: stage %d out of range", sb_shown_name(name, nb), (int)stage);
         return UINT32_MAX;
     }
     size_t len = strlen(name);
@@ -489,7 +452,7 @@ uint32_t sb_trace_op(sb_trace_writer *w, const char *name, sb_stage stage) {
             if (strcmp(w->names[id], name) != 0) continue;
             if (w->stages[id] != stage) {
                 wfail(w, SB_ERR_ARG, "op %s registered with stage \"%s\", now with \"%s\"",
-                      shown(name, nb), stage_names[w->stages[id]], stage_names[stage]);
+                      sb_shown_name(name, nb), stage_names[w->stages[id]], stage_names[stage]);
                 return UINT32_MAX;
             }
             return id;
@@ -574,7 +537,7 @@ void sb_trace_emit(sb_trace_writer *w, sb_trace_record *rec, const float *values
         char nb[128];
         wfail(w, SB_ERR_ARG, "record %llu: stage %u (%s) is not the stage of op %s (%s)",
               (ull)idx, rec->stage, sb_stage_name((sb_stage)rec->stage),
-              shown(w->names[rec->op], nb), stage_names[w->stages[rec->op]]);
+              sb_shown_name(w->names[rec->op], nb), stage_names[w->stages[rec->op]]);
         return;
     }
     if (rec->flags & ~TRACE_KNOWN_FLAGS) {
@@ -619,7 +582,7 @@ static sb_status build_footer(sb_trace_writer *w, const char *run_json, sb_strbu
         size_t n = strlen(run_json), unused;
         const char *end = NULL, *why = NULL;
         cJSON *j = cJSON_ParseWithLengthOpts(run_json, n, &end, 0);
-        if (utf8_bad_at((const uint8_t *)run_json, n) >= 0) why = "is not valid UTF-8";
+        if (sb_utf8_invalid_at((const uint8_t *)run_json, n) >= 0) why = "is not valid UTF-8";
         else if (json_scan(run_json, n, &unused) >= 0) why = "contains an escaped NUL (\\u0000)";
         else if (!cJSON_IsObject(j) || !end || strspn(end, " \t\r\n") != strlen(end))
             why = "is not one JSON object";
@@ -806,7 +769,7 @@ static sb_status parse_ops(sb_trace *t, const cJSON *ops, sb_error *err) {
         for (const cJSON *f = e->child; f; f = f->next) {
             const cJSON **slot = !strcmp(f->string, "name")    ? &name
                                  : !strcmp(f->string, "stage") ? &stage : NULL;
-            if (!slot) RFAIL("%s: footer: ops[%d]: unknown field %s", p, i, shown(f->string, nb));
+            if (!slot) RFAIL("%s: footer: ops[%d]: unknown field %s", p, i, sb_shown_name(f->string, nb));
             if (*slot) RFAIL("%s: footer: ops[%d]: duplicate field \"%s\"", p, i, f->string);
             *slot = f;
         }
@@ -816,13 +779,13 @@ static sb_status parse_ops(sb_trace *t, const cJSON *ops, sb_error *err) {
                                          p, i, json_kind(name));
         const char *problem = name_problem(name->valuestring);
         if (problem) RFAIL("%s: footer: ops[%d].name: %s %s", p, i,
-                           shown(name->valuestring, nb), problem);
+                           sb_shown_name(name->valuestring, nb), problem);
         sb_stage s;
         if (!cJSON_IsString(stage)) RFAIL("%s: footer: ops[%d].stage: expected a string, got %s",
                                           p, i, json_kind(stage));
         if (sb_stage_parse(stage->valuestring, &s) != 0)
             RFAIL("%s: footer: ops[%d].stage: unknown stage %s", p, i,
-                  shown(stage->valuestring, nb));
+                  sb_shown_name(stage->valuestring, nb));
         if (!(t->op_names[i] = strdup(name->valuestring))) {
             sb_error_set(err, SB_ERR_NOMEM, "%s: out of memory", p);
             goto fail;
@@ -835,7 +798,7 @@ static sb_status parse_ops(sb_trace *t, const cJSON *ops, sb_error *err) {
     for (int k = 1; k < n; k++)
         if (strcmp(order[k - 1].name, order[k].name) == 0)
             RFAIL("%s: footer: ops[%d].name: duplicate op name %s (also ops[%d])", p, order[k].i,
-                  shown(order[k].name, nb), order[k - 1].i);
+                  sb_shown_name(order[k].name, nb), order[k - 1].i);
     free(order);
     return SB_OK;
 fail:
@@ -852,7 +815,7 @@ static sb_status parse_footer(sb_trace *t, const char *text, size_t n, sb_error 
     size_t nvals = 0;
     const char *nul = memchr(text, 0, n);
     if (nul) RFAIL("%s: footer: byte %zu is a NUL byte", p, (size_t)(nul - text));
-    long bad = utf8_bad_at((const uint8_t *)text, n);
+    long bad = sb_utf8_invalid_at((const uint8_t *)text, n);
     if (bad >= 0) RFAIL("%s: footer: byte %ld is not valid UTF-8", p, bad);
     long esc = json_scan(text, n, &nvals);
     if (esc >= 0) RFAIL("%s: footer: byte %ld: an escaped NUL (\\u0000) is not allowed", p, esc);
@@ -870,13 +833,13 @@ static sb_status parse_footer(sb_trace *t, const char *text, size_t n, sb_error 
         const cJSON **slot = !strcmp(f->string, "schema") ? &schema
                              : !strcmp(f->string, "run")  ? &run
                              : !strcmp(f->string, "ops")  ? &ops : NULL;
-        if (!slot) RFAIL("%s: footer: unknown field %s", p, shown(f->string, nb));
+        if (!slot) RFAIL("%s: footer: unknown field %s", p, sb_shown_name(f->string, nb));
         if (*slot) RFAIL("%s: footer: duplicate field \"%s\"", p, f->string);
         *slot = f;
     }
     if (!cJSON_IsString(schema) || strcmp(schema->valuestring, TRACE_SCHEMA) != 0)
         RFAIL("%s: footer: schema: expected \"" TRACE_SCHEMA "\", got %s", p,
-              !schema ? "nothing" : cJSON_IsString(schema) ? shown(schema->valuestring, nb)
+              !schema ? "nothing" : cJSON_IsString(schema) ? sb_shown_name(schema->valuestring, nb)
                                                            : json_kind(schema));
     if (!ops) RFAIL("%s: footer: ops: missing", p);
     if (run && !cJSON_IsObject(run)) RFAIL("%s: footer: run: expected an object, got %s", p,
@@ -907,7 +870,7 @@ static sb_status check_records(sb_trace *t, uint64_t blob_start, uint64_t foot_o
             RFAIL("%s: record %zu: op index %u out of range (%d ops)", p, i, r->op, t->n_ops);
         if (r->stage != t->op_stages[r->op])
             RFAIL("%s: record %zu: stage \"%s\" does not match op %u %s (stage \"%s\")", p, i,
-                  stage_names[r->stage], r->op, shown(t->op_names[r->op], na),
+                  stage_names[r->stage], r->op, sb_shown_name(t->op_names[r->op], na),
                   stage_names[t->op_stages[r->op]]);
         if (r->flags & ~TRACE_KNOWN_FLAGS)
             RFAIL("%s: record %zu: unknown flag bits 0x%x", p, i,
