@@ -222,27 +222,15 @@ static void run_op(sb_trainer *t, void *arg) {
     }
 }
 
-/* Builds the op description and runs it (traced when a trace is open). */
+/* Runs one op of the step (traced when a trace is open). */
 static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
                const sb_view *in, int n_out, const sb_view *out) {
     opcall c = {.kind = kind, .l = l};
-    if (!t->tw && !t->cfg.recheck) {
-        run_op(t, &c);
-        return;
-    }
-    sb_opspec o;
-    memset(&o, 0, sizeof o);
-    o.id = t->tw ? sb_trace_op(t->tw, name, stage) : 0;
-    o.stage = stage;
-    o.n_in = n_in;
-    o.n_out = n_out;
-    for (int i = 0; i < n_in; i++) o.in[i] = in[i];
-    for (int i = 0; i < n_out; i++) o.out[i] = out[i];
-    sb_exec_op(t, &o, run_op, &c);
+    sb_run_op(t, name, stage, n_in, in, n_out, out, 0, NULL, run_op, &c);
 }
 
-#define F32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(float), 1})
-#define I32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(int32_t), 0})
+#define F32 SB_F32
+#define I32 SB_I32
 #define PARAM(p) F32(param(t, (p)), t->params[(p)].numel)
 #define GRAD(p) F32(grad(t, (p)), t->params[(p)].numel)
 

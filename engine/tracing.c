@@ -208,6 +208,26 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
     sb_trace_emit(t->tw, &rec, values);
 }
 
+void sb_run_op(sb_trainer *t, const char *name, sb_stage stage, int n_in, const sb_view *in,
+               int n_out, const sb_view *out, int n_side, const sb_view *side,
+               void (*fn)(sb_trainer *, void *), void *arg) {
+    if (!t->tw && !t->cfg.recheck) { /* untraced: just the op */
+        fn(t, arg);
+        return;
+    }
+    sb_opspec o;
+    memset(&o, 0, sizeof o);
+    o.id = t->tw ? sb_trace_op(t->tw, name, stage) : 0;
+    o.stage = stage;
+    o.n_in = n_in;
+    o.n_out = n_out;
+    for (int i = 0; i < n_in; i++) o.in[i] = in[i];
+    for (int i = 0; i < n_out; i++) o.out[i] = out[i];
+    o.n_side = n_side;
+    for (int i = 0; i < n_side; i++) o.side[i] = side[i];
+    sb_exec_op(t, &o, fn, arg);
+}
+
 /* ---- step 0: the dataset and the initial (or restored) parameters ---- */
 
 static void nop(sb_trainer *t, void *arg) {

@@ -323,26 +323,12 @@ static void run_op(sb_trainer *t, void *arg) {
     }
 }
 
-/* Builds the op description and runs it (traced when a trace is open). */
+/* Runs one op of the step (traced when a trace is open). */
 static void op_side(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
                     const sb_view *in, int n_out, const sb_view *out, int n_side,
                     const sb_view *side, int epoch) {
     opcall c = {.kind = kind, .l = l, .epoch = epoch};
-    if (!t->tw && !t->cfg.recheck) {
-        run_op(t, &c);
-        return;
-    }
-    sb_opspec o;
-    memset(&o, 0, sizeof o);
-    o.id = t->tw ? sb_trace_op(t->tw, name, stage) : 0;
-    o.stage = stage;
-    o.n_in = n_in;
-    o.n_out = n_out;
-    for (int i = 0; i < n_in; i++) o.in[i] = in[i];
-    for (int i = 0; i < n_out; i++) o.out[i] = out[i];
-    o.n_side = n_side;
-    for (int i = 0; i < n_side; i++) o.side[i] = side[i];
-    sb_exec_op(t, &o, run_op, &c);
+    sb_run_op(t, name, stage, n_in, in, n_out, out, n_side, side, run_op, &c);
 }
 
 static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage, int n_in,
@@ -350,8 +336,8 @@ static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage,
     op_side(t, kind, l, name, stage, n_in, in, n_out, out, 0, NULL, epoch);
 }
 
-#define F32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(float), 1})
-#define I32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(int32_t), 0})
+#define F32 SB_F32
+#define I32 SB_I32
 
 static const char *act_op_name(sb_act a, int fwd) {
     switch (a) {

@@ -126,6 +126,15 @@ sb_status sb_cnn_step(sb_trainer *t, float *loss, sb_error *err);
 
 /* tracing.c: op execution with tracing and recheck */
 void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), void *arg);
+/* Runs fn(t, arg) as the op `name` with these input, output and side-output
+ * views (traced and rechecked when enabled; straight through otherwise). */
+void sb_run_op(sb_trainer *t, const char *name, sb_stage stage, int n_in, const sb_view *in,
+               int n_out, const sb_view *out, int n_side, const sb_view *side,
+               void (*fn)(sb_trainer *, void *), void *arg);
+
+/* views of float / int32 tensors, for op descriptions */
+#define SB_F32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(float), 1})
+#define SB_I32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(int32_t), 0})
 void sb_trace_step0(sb_trainer *t);
 /* dst now holds a copy of src: it gets src's cached hash (if any). */
 void sb_cache_alias(sb_trainer *t, const sb_view *dst, const sb_view *src);
