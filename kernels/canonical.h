@@ -142,34 +142,58 @@ sb_canon_isa sb_canon_isa_best(void);
  * path this CPU cannot run. */
 sb_status sb_canon_isa_from_env(sb_canon_isa *out, sb_error *err);
 
-/* A micro-kernel: the MR x NR tile W[r*ldw + c] (r < mr, c < nr) continues
+/* A micro-kernel: the MR x NR tile W[r*ldw + c] (r < MR, c < NR) continues
  * its accumulators over kc more steps: for k in 0..kc-1, for every (r, c):
- *     acc[r][c] = fmaf(ap[k*mr + r], bp[k*nr + c], acc[r][c])
+ *     acc[r][c] = fmaf(ap[k*MR + r], bp[k*NR + c], acc[r][c])
  * starting from +0.0f when first, else from W. Each (r, c) is its own lane
  * or register: nothing is ever added across k-chains. */
 typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, float *w,
                                     size_t ldw, int first);
-/* The same for a partial tile: only rows r < mr and columns c < nr of W are
- * read and written, ap keeps the full MR stride (padded), and row k of the B
- * tile is bp[k*bstride + c] (bstride = NR for a packed panel, or ldb to read
- * op(B) = B in place; only columns c < nr are read). */
-typedef void (*sb_canon_edge_fn)(int kc, const float *ap, const float *bp, size_t bstride,
-                                 float *w, size_t ldw, int first, int mr, int nr);
-/* A copy (no arithmetic): dst[k*dstride + r] = src[r*ld + k] for r < rows,
- * k < kc, and 0 for rows <= r < width (width <= 16). */
+
+/* The general call: a panel of mr <= MR rows and nc columns of W (any nc;
+ * the kernel walks it in tiles of NR columns), its operands anywhere:
+ *     acc[r][c] = fmaf(a[k*a_k + r*a_r], b(k, c), acc[r][c]),
+ *     b(k, c) = b[(c/NR)*b_j + k*b_k + c%NR]
+ * for k in 0..kc-1. A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B),
+ * in the transposed orientation) read in place has its own strides. Packed
+ * B panels have b_k = NR, b_j = kc*NR; B read in place b_k = ldb, b_j = NR.
+ * Only rows r < mr and columns c < nc are read or written. With ep set (the
+ * last k-block, W being C itself) the kernel stores alpha*acc, or
+ * alpha*acc + beta*W when beta != 0 — the product rounded, then the sum
+ * (docs/canonical.md §2) — instead of acc. */
+typedef struct sb_canon_panel {
+    int kc, mr, nc, first, ep;
+    const float *a;
+    ptrdiff_t a_k, a_r;
+    const float *b;
+    size_t b_k, b_j;
+    float *w;
+    size_t ldw;
+    float alpha, beta;
+} sb_canon_panel;
+typedef void (*sb_canon_panel_fn)(const sb_canon_panel *t);
+/* Copies (no arithmetic), rows <= r < width zero-filled (width <= 16 for
+ * pack_t, <= 32 for pack_n):
+ * pack_t: dst[k*dstride + r] = src[r*ld + k]   (a transposing copy)
+ * pack_n: dst[k*dstride + r] = src[k*ld + r]   (a strided copy)
+ * for r < rows, k < kc. */
 typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, float *dst,
                                  size_t dstride, int width);
+/* A SIMD path: either the general panel call (AVX-512) or only the full
+ * tile over two packed panels (scalar, AVX2: the driver then packs both
+ * operands, pads edge tiles through a copy and applies alpha and beta in a
+ * pass of its own). */
 typedef struct sb_canon_ukernel {
     int mr, nr;
-    sb_canon_ukernel_fn fn;
-    sb_canon_edge_fn edge;  /* NULL: the driver pads edge tiles through a copy */
-    sb_canon_pack_fn pack_t; /* NULL: the driver's scalar transposing copy */
+    sb_canon_ukernel_fn fn;   /* NULL when panel is set */
+    sb_canon_panel_fn panel;  /* NULL: fn only */
+    sb_canon_pack_fn pack_t, pack_n; /* NULL: the driver's scalar copies */
 } sb_canon_ukernel;
 
 /* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32) kernels; NULL
- * fn when not compiled for this target */
-sb_canon_ukernel sb_canon_ukernel_avx2(void);
-sb_canon_ukernel sb_canon_ukernel_avx512(void);
+ * fn and panel when not compiled for this target */
+const sb_canon_ukernel *sb_canon_ukernel_avx2(void);
+const sb_canon_ukernel *sb_canon_ukernel_avx512(void);
 
 typedef struct sb_canon_gemm {
     int transA, transB, M, N, K;

@@ -13,22 +13,28 @@
  *     chain) and reloaded, so blocking does not change the chain;
  *   - a micro-kernel keeps an MR x NR tile of accumulators in registers,
  *     one element per vector lane; lanes are never added to each other;
- *   - panels are zero-padded to whole tiles; the padding lanes are computed
- *     and thrown away, never stored into C (the AVX-512 path runs edge
- *     tiles with only their rows and masked columns instead);
+ *   - which operand sits in the lanes is free: the normal orientation puts
+ *     columns of C in the lanes (op(A) broadcast), the transposed one — for
+ *     op(B) = Bᵀ with few rows or few columns — rows of C (op(B) broadcast
+ *     straight from B's rows, Cᵀ accumulated in the workspace);
  *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
- *     registers); a region of few rows reads op(B) = B in place, unpacked.
- * So every ISA, blocking and thread split computes each element with the
- * same operations on the same operands: the same bits.
+ *     registers); an operand that would serve few tiles is read in place;
+ *   - the scalar and AVX2 kernels compute zero-padded edge tiles on a copy;
+ *     the AVX-512 kernel walks a whole row panel in one call, running edge
+ *     tiles with only their rows and masked columns, and applies alpha and
+ *     beta itself when the accumulators live in C.
+ * So every ISA, blocking, orientation and thread split computes each
+ * element with the same operations on the same operands: the same bits.
  *
  * Where the accumulators live between k-blocks: in C itself when beta == 0
- * (C is not read before the first block writes it), else in the thread's
- * workspace (a fixed ACC_FLOATS buffer; C is then done in row strips that
- * fit). After the last k-block, the epilogue applies alpha and beta.
+ * (C is not read before the first block writes it) or when K is one
+ * k-block and the kernel applies the epilogue (C is read once, after the
+ * chain); else in the thread's workspace (a fixed ACC_FLOATS buffer; C is
+ * then done in strips that fit). After the last k-block the epilogue
+ * applies alpha and beta.
  *
- * What it is not: a BLAS. Row-major only, float only, no
- * packed-operand reuse across calls, no prefetch tuning beyond the loop
- * order.
+ * What it is not: a BLAS. Row-major only, float only, no packed-operand
+ * reuse across calls.
  */
 #include "canonical.h"
 
@@ -39,13 +45,14 @@
 #define NC 1024          /* columns per packed B block (a multiple of every NR) */
 #define MR_MAX 16
 #define NR_MAX 32
-#define ACC_FLOATS 65536 /* beta != 0: accumulator strip (256 KB) */
+#define ACC_FLOATS 65536 /* accumulators outside C: a strip (256 KB) */
 #define DIRECT_B_ROWS 64 /* regions of at most this many rows read B unpacked */
+#define DIRECT_A_COLS 32 /* regions of at most this many columns read A unpacked */
 
 struct sb_canon_ws {
     float *ap;  /* [MR_MAX * KC] one packed A micro-panel */
-    float *bp;  /* [KC * NC]     one packed B block, NR-wide panels */
-    float *acc; /* [ACC_FLOATS]  accumulators when beta != 0 */
+    float *bp;  /* [KC * NC]     one packed B block (or op(A) block, transposed), NR-wide panels */
+    float *acc; /* [ACC_FLOATS]  accumulators outside C */
 };
 
 sb_canon_ws *sb_canon_ws_new(void) {
@@ -87,10 +94,10 @@ int sb_canon_isa_supported(sb_canon_isa isa) {
     case SB_CANON_ISA_SCALAR: return 1;
 #if defined(__GNUC__) && defined(__x86_64__)
     case SB_CANON_ISA_AVX2:
-        return sb_canon_ukernel_avx2().fn && __builtin_cpu_supports("avx2") &&
+        return sb_canon_ukernel_avx2()->fn && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma");
     case SB_CANON_ISA_AVX512:
-        return sb_canon_ukernel_avx512().fn && __builtin_cpu_supports("avx512f");
+        return sb_canon_ukernel_avx512()->panel && __builtin_cpu_supports("avx512f");
 #else
     default: return 0;
 #endif
@@ -150,11 +157,12 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
         for (int c = 0; c < SNR; c++) w[(size_t)r * ldw + (size_t)c] = acc[r][c];
 }
 
-static sb_canon_ukernel ukernel_for(sb_canon_isa isa) {
-    sb_canon_ukernel u = {SMR, SNR, ukr_scalar, NULL, NULL};
+static const sb_canon_ukernel *ukernel_for(sb_canon_isa isa) {
+    static const sb_canon_ukernel scalar = {SMR, SNR, ukr_scalar, NULL, NULL, NULL};
+    const sb_canon_ukernel *u = &scalar;
     if (isa == SB_CANON_ISA_AVX512) u = sb_canon_ukernel_avx512();
     if (isa == SB_CANON_ISA_AVX2) u = sb_canon_ukernel_avx2();
-    SB_ASSERT(u.fn && u.mr <= MR_MAX && u.nr <= NR_MAX && NC % u.nr == 0);
+    SB_ASSERT((u->fn || u->panel) && u->mr <= MR_MAX && u->nr <= NR_MAX && NC % u->nr == 0);
     return u;
 }
 
@@ -168,6 +176,10 @@ static void pack_a(const sb_canon_ukernel *u, const sb_canon_gemm *g, int i0, in
     size_t lda = (size_t)g->lda;
     if (!g->transA && u->pack_t && MR <= 16) {
         u->pack_t(g->A + (size_t)i0 * lda + (size_t)p0, lda, mr, kc, ap, (size_t)MR, MR);
+        return;
+    }
+    if (g->transA && u->pack_n) {
+        u->pack_n(g->A + (size_t)p0 * lda + (size_t)i0, lda, mr, kc, ap, (size_t)MR, MR);
         return;
     }
     if (g->transA) { /* A stored [K, M]: op(A)[i,k] = A[k*lda + i] */
@@ -190,83 +202,256 @@ static void pack_a(const sb_canon_ukernel *u, const sb_canon_gemm *g, int i0, in
     }
 }
 
-/* op(B)[p0+k, j0+c] for k < kc, c < nc into NR-wide panels:
- * panel q holds columns [q*NR, q*NR+NR) as bp[q*kc*NR + k*NR + c]; columns
- * past nc are 0 */
-static void pack_b(const sb_canon_ukernel *u, const sb_canon_gemm *g, int p0, int kc, int j0,
-                   int nc, int NR, float *bp) {
-    size_t ldb = (size_t)g->ldb;
+/* Rows k < kc of a matrix X whose element (k, c) is X[k*sk + c*sc], columns
+ * c < nc, into NR-wide panels: panel q holds columns [q*NR, q*NR+NR) as
+ * bp[q*kc*NR + k*NR + c]; columns past nc are 0. sc == 1 (rows contiguous)
+ * or sk == 1 (columns contiguous: a transposing copy). */
+static void pack_panels(const sb_canon_ukernel *u, const float *X, size_t sk, size_t sc, int kc,
+                        int nc, int NR, float *bp) {
     for (int q0 = 0; q0 < nc; q0 += NR) {
         int w = nc - q0 < NR ? nc - q0 : NR;
         float *panel = bp + (size_t)q0 * (size_t)kc;
-        if (!g->transB) { /* B stored [K, N] */
+        const float *x = X + (size_t)q0 * sc;
+        if (sc == 1 && u->pack_n) {
+            u->pack_n(x, sk, w, kc, panel, (size_t)NR, NR);
+        } else if (sc == 1) {
             for (int k = 0; k < kc; k++) {
-                const float *src = g->B + (size_t)(p0 + k) * ldb + (size_t)(j0 + q0);
                 float *dst = panel + (size_t)k * (size_t)NR;
-                memcpy(dst, src, (size_t)w * sizeof(float));
+                memcpy(dst, x + (size_t)k * sk, (size_t)w * sizeof(float));
                 for (int c = w; c < NR; c++) dst[c] = 0.0f;
             }
-        } else if (u->pack_t) { /* B stored [N, K]: 16-column transposed copies */
+        } else if (u->pack_t) { /* 16-column transposed copies */
             for (int h = 0; h < NR; h += 16) {
                 int rows = w - h < 0 ? 0 : w - h < 16 ? w - h : 16;
-                const float *src = rows ? g->B + (size_t)(j0 + q0 + h) * ldb + (size_t)p0 : g->B;
-                u->pack_t(src, ldb, rows, kc, panel + h, (size_t)NR, NR - h < 16 ? NR - h : 16);
+                const float *src = rows ? x + (size_t)h * sc : x;
+                u->pack_t(src, sc, rows, kc, panel + h, (size_t)NR, NR - h < 16 ? NR - h : 16);
             }
-        } else { /* B stored [N, K]: op(B)[k,j] = B[j*ldb + k]; w row streams */
-            const float *src[NR_MAX];
-            for (int c = 0; c < w; c++) src[c] = g->B + (size_t)(j0 + q0 + c) * ldb + (size_t)p0;
+        } else { /* w column streams */
             for (int k = 0; k < kc; k++) {
                 float *dst = panel + (size_t)k * (size_t)NR;
                 int c = 0;
-                for (; c < w; c++) dst[c] = src[c][k];
+                for (; c < w; c++) dst[c] = x[(size_t)c * sc + (size_t)k];
                 for (; c < NR; c++) dst[c] = 0.0f;
             }
         }
     }
 }
 
+/* op(B)[p0+k, j0+c] for k < kc, c < nc into NR-wide panels (pack_panels) */
+static void pack_b(const sb_canon_ukernel *u, const sb_canon_gemm *g, int p0, int kc, int j0,
+                   int nc, int NR, float *bp) {
+    size_t ldb = (size_t)g->ldb;
+    if (!g->transB) /* B stored [K, N] */
+        pack_panels(u, g->B + (size_t)p0 * ldb + (size_t)j0, ldb, 1, kc, nc, NR, bp);
+    else /* B stored [N, K]: op(B)[k,j] = B[j*ldb + k] */
+        pack_panels(u, g->B + (size_t)j0 * ldb + (size_t)p0, 1, ldb, kc, nc, NR, bp);
+}
+
 /* ====================================================================== */
 /* the region driver                                                      */
 /* ====================================================================== */
 
-/* One MR x NR tile (or the part of it inside the region): full tiles run
- * on W directly, edge tiles on a padded copy. */
-static void tile(const sb_canon_ukernel *u, int kc, const float *ap, const float *bp, float *w,
-                 size_t ldw, int mr, int nr, int first) {
-    if (mr == u->mr && nr == u->nr) {
-        u->fn(kc, ap, bp, w, ldw, first);
+/* One row panel: the kernel's panel call, or — for kernels with the full
+ * tile only (packed operands, no epilogue) — its tiles, each edge tile run
+ * on a zero-padded copy. */
+static void run_panel(const sb_canon_ukernel *u, const sb_canon_panel *t) {
+    if (u->panel) {
+        u->panel(t);
         return;
     }
-    if (u->edge) {
-        u->edge(kc, ap, bp, (size_t)u->nr, w, ldw, first, mr, nr);
-        return;
+    SB_ASSERT(t->a_k == u->mr && t->a_r == 1 && t->b_k == (size_t)u->nr && !t->ep);
+    float tmp[MR_MAX * NR_MAX] __attribute__((aligned(64)));
+    size_t ldt = (size_t)u->nr;
+    for (int j = 0; j < t->nc; j += u->nr) {
+        const float *b = t->b + (size_t)(j / u->nr) * t->b_j;
+        float *w = t->w + j;
+        int nr = t->nc - j < u->nr ? t->nc - j : u->nr;
+        if (t->mr == u->mr && nr == u->nr) {
+            u->fn(t->kc, t->a, b, w, t->ldw, t->first);
+            continue;
+        }
+        size_t row = (size_t)nr * sizeof(float);
+        if (!t->first)
+            for (int r = 0; r < t->mr; r++) memcpy(tmp + (size_t)r * ldt, w + (size_t)r * t->ldw, row);
+        u->fn(t->kc, t->a, b, tmp, ldt, t->first);
+        for (int r = 0; r < t->mr; r++) memcpy(w + (size_t)r * t->ldw, tmp + (size_t)r * ldt, row);
     }
-    float t[MR_MAX * NR_MAX] __attribute__((aligned(64)));
-    if (!first)
-        for (int r = 0; r < mr; r++)
-            memcpy(t + (size_t)r * (size_t)u->nr, w + (size_t)r * ldw, (size_t)nr * sizeof(float));
-    u->fn(kc, ap, bp, t, (size_t)u->nr, first);
-    for (int r = 0; r < mr; r++)
-        memcpy(w + (size_t)r * ldw, t + (size_t)r * (size_t)u->nr, (size_t)nr * sizeof(float));
+}
+
+/* The height of the row panel starting at r of n rows: MR, except that
+ * with a panel call a short last panel is evened out with the one before it
+ * (14 + 2 rows run as 8 + 8: a panel of few rows has too few accumulator
+ * chains to hide the FMA latency). Speed only. */
+static int panel_rows(const sb_canon_ukernel *u, int r, int n) {
+    int left = n - r, MR = u->mr;
+    if (left <= MR) return left;
+    if (u->panel && left < 2 * MR && left - MR < MR / 2) return (left + 1) / 2;
+    return MR;
 }
 
 /* C[r, c] = alpha*W[r, c] (+ beta*C[r, c]) over rows x cols, elementwise:
- * the product rounded, then the sum. W may be C itself (beta == 0). */
+ * the product rounded, then the sum. W may be C itself (beta == 0). With
+ * wt set, W is stored transposed: W[c*ldw + r]. */
 static void epilogue(const sb_canon_gemm *g, float *c, size_t ldc, const float *w, size_t ldw,
-                     int rows, int cols) {
+                     int rows, int cols, int wt) {
     float alpha = g->alpha, beta = g->beta;
     for (int r = 0; r < rows; r++) {
         float *cr = c + (size_t)r * ldc;
-        const float *wr = w + (size_t)r * ldw;
+        const float *wr = wt ? w + r : w + (size_t)r * ldw;
+        size_t ws = wt ? ldw : 1;
         if (beta != 0.0f) {
             for (int j = 0; j < cols; j++) {
-                float t = alpha * wr[j];
+                float t = alpha * wr[(size_t)j * ws];
                 cr[j] = t + beta * cr[j];
             }
         } else {
-            for (int j = 0; j < cols; j++) cr[j] = alpha * wr[j];
+            for (int j = 0; j < cols; j++) cr[j] = alpha * wr[(size_t)j * ws];
         }
     }
+}
+
+/* The normal orientation: tile rows are rows of C (op(A) broadcast), tile
+ * columns are columns of C (op(B) in vector lanes).
+ *
+ * Loops: column blocks of NC (or NC_ACC), k-blocks of KC (op(B)'s block
+ * packed once per k-block, or read in place for few rows), row panels of
+ * op(A) (packed, or read in place for few columns), each one kernel call
+ * over the block's columns. The accumulators live in C when beta ==
+ * 0 (C is not read), and also when beta != 0 but K fits one k-block with a
+ * kernel that applies the epilogue itself (C is read once, at the end of the
+ * chain); else in the workspace, in strips of rows. */
+#define NC_ACC 256 /* column block when the accumulators live in the workspace */
+
+static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
+                          int n0, int n1, sb_canon_ws *ws) {
+    const size_t ldc = (size_t)g->ldc, ldb = (size_t)g->ldb;
+    float *C = g->C;
+    const int general = u->panel != NULL;
+    const int in_c = g->beta == 0.0f || (general && g->K <= KC);
+    /* the kernel applies alpha and beta on the last k-block */
+    const int fused = general && in_c && (g->alpha != 1.0f || g->beta != 0.0f);
+    /* Few rows: each B block would serve few tiles, so the kernel reads
+     * op(B) = B in place (row k of a tile is B[k*ldb + j..]) instead of
+     * packing it. Only where the operands come from changes. */
+    const int direct_b = general && !g->transB && m1 - m0 <= DIRECT_B_ROWS;
+    /* Few columns: an A panel would serve one tile, so the kernel
+     * broadcasts op(A) from where it is (a[k*a_k + r*a_r]). */
+    const int direct_a = general && n1 - n0 <= DIRECT_A_COLS;
+    const size_t lda = (size_t)g->lda;
+    const int ncb = in_c ? NC : NC_ACC;
+    const int width = n1 - n0 < ncb ? n1 - n0 : ncb;
+    int strip = m1 - m0;
+    if (!in_c) {
+        strip = ACC_FLOATS / width / u->mr * u->mr;
+        if (strip < u->mr) strip = u->mr; /* width <= NC, so mr*width <= ACC_FLOATS */
+    }
+    sb_canon_panel t; /* every field set below (no zeroing: small calls count) */
+    t.a = ws->ap, t.a_k = u->mr, t.a_r = 1;
+    if (direct_a) {
+        t.a_k = g->transA ? (ptrdiff_t)lda : 1;
+        t.a_r = g->transA ? 1 : (ptrdiff_t)lda;
+    }
+    t.alpha = g->alpha, t.beta = g->beta;
+    for (int s0 = m0; s0 < m1; s0 += strip) {
+        int s1 = m1 - s0 < strip ? m1 : s0 + strip;
+        for (int jc = n0; jc < n1; jc += ncb) {
+            int nc = n1 - jc < ncb ? n1 - jc : ncb;
+            float *W = in_c ? C + (size_t)s0 * ldc + (size_t)jc : ws->acc;
+            t.ldw = in_c ? ldc : (size_t)nc;
+            t.nc = nc;
+            for (int pc = 0; pc < g->K; pc += KC) {
+                t.kc = g->K - pc < KC ? g->K - pc : KC;
+                t.first = pc == 0;
+                t.ep = fused && pc + t.kc == g->K;
+                if (direct_b) {
+                    t.b = g->B + (size_t)pc * ldb + (size_t)jc;
+                    t.b_k = ldb;
+                    t.b_j = (size_t)u->nr;
+                } else {
+                    pack_b(u, g, pc, t.kc, jc, nc, u->nr, ws->bp);
+                    t.b = ws->bp;
+                    t.b_k = (size_t)u->nr;
+                    t.b_j = (size_t)t.kc * (size_t)u->nr;
+                }
+                for (int ir = s0; ir < s1; ir += t.mr) {
+                    t.mr = panel_rows(u, ir - s0, s1 - s0);
+                    if (direct_a)
+                        t.a = g->A + (g->transA ? (size_t)pc * lda + (size_t)ir
+                                                : (size_t)ir * lda + (size_t)pc);
+                    else
+                        pack_a(u, g, ir, t.mr, pc, t.kc, u->mr, ws->ap);
+                    t.w = W + (size_t)(ir - s0) * t.ldw;
+                    run_panel(u, &t);
+                }
+            }
+            if (!in_c || (!fused && g->alpha != 1.0f)) /* alpha == 1: alpha*acc == acc */
+                epilogue(g, C + (size_t)s0 * ldc + (size_t)jc, ldc, W, t.ldw, s1 - s0, nc, 0);
+        }
+    }
+}
+
+#define KC_T 128 /* k-block of the transposed orientation: the op(B) rows of
+                  * a panel stay in L1 while it walks the op(A) panels */
+
+/* The transposed orientation, for op(B) = Bᵀ (B stored [N, K]) and few
+ * rows: tile rows are columns j of C, broadcast straight from B's rows
+ * (B[j*ldb + k], never packed), tile columns are rows i of C, op(A) packed
+ * into NR-wide k-major panels. The accumulators — Cᵀ of the region — live
+ * in the workspace (strips of C's columns), and the epilogue writes them
+ * back transposed. Each element's chain is unchanged; only the lane it
+ * runs in differs. Needs a kernel with the general entry. */
+static void region_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
+                              int n0, int n1, sb_canon_ws *ws) {
+    const size_t ldc = (size_t)g->ldc, lda = (size_t)g->lda, ldb = (size_t)g->ldb;
+    const int mreg = m1 - m0;
+    int strip = ACC_FLOATS / mreg; /* columns of C per strip */
+    SB_ASSERT(strip >= 1 && mreg <= NC);
+    /* op(A) panels NR wide, or 16 (one vector) when that holds every row */
+    const int pw = mreg <= 16 ? 16 : u->nr;
+    sb_canon_panel t; /* every field set below */
+    t.a_k = 1, t.a_r = (ptrdiff_t)ldb, t.b = ws->bp, t.b_k = (size_t)pw, t.nc = mreg;
+    t.w = ws->acc, t.ldw = (size_t)mreg, t.ep = 0, t.alpha = g->alpha, t.beta = g->beta;
+    for (int s0 = n0; s0 < n1; s0 += strip) {
+        int s1 = n1 - s0 < strip ? n1 : s0 + strip;
+        for (int pc = 0; pc < g->K; pc += KC_T) {
+            t.kc = g->K - pc < KC_T ? g->K - pc : KC_T;
+            t.first = pc == 0;
+            /* op(A)ᵀ's rows k, columns i: A[i*lda + k] */
+            pack_panels(u, g->A + (size_t)m0 * lda + (size_t)pc, 1, lda, t.kc, mreg, pw, ws->bp);
+            t.b_j = (size_t)t.kc * (size_t)pw;
+            for (int jr = s0; jr < s1; jr += t.mr) {
+                t.mr = panel_rows(u, jr - s0, s1 - s0);
+                t.a = g->B + (size_t)jr * ldb + (size_t)pc;
+                t.w = ws->acc + (size_t)(jr - s0) * t.ldw;
+                u->panel(&t);
+            }
+        }
+        float *c = g->C + (size_t)m0 * ldc + (size_t)s0;
+        int cols = s1 - s0;
+        if (g->beta == 0.0f && u->pack_t) { /* transposing copies, then alpha */
+            for (int j = 0; j < cols; j += 16) {
+                int w = cols - j < 16 ? cols - j : 16;
+                u->pack_t(ws->acc + (size_t)j * t.ldw, t.ldw, w, mreg, c + j, ldc, w);
+            }
+            if (g->alpha != 1.0f) epilogue(g, c, ldc, c, ldc, mreg, cols, 0);
+        } else {
+            epilogue(g, c, ldc, ws->acc, t.ldw, mreg, cols, 1);
+        }
+    }
+}
+
+/* Which orientation: the transposed one for op(B) = Bᵀ when the region has
+ * at most one vector of rows (op(B) would be packed for only a few rows of
+ * use each) or fewer columns than one vector (the normal orientation would
+ * leave most lanes idle). Measured on AVX-512: 1.3-1.6x on 8x9, 16x72,
+ * 16x256 and 32x10; with 32 or more of both, packing op(B) and running the
+ * normal orientation is faster (0.87-0.95x transposed). Speed only. */
+#define TRANSPOSED_ROWS 16
+
+static int use_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g, int mreg,
+                          int nreg) {
+    if (!u->panel || !u->pack_t || !g->transB || g->transA) return 0;
+    return mreg <= TRANSPOSED_ROWS || (nreg < TRANSPOSED_ROWS && mreg <= NC);
 }
 
 void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int m1, int n0, int n1,
@@ -286,58 +471,22 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
         }
         return;
     }
-    const sb_canon_ukernel u = ukernel_for(isa);
-    const int in_c = g->beta == 0.0f; /* accumulate in C itself */
-    /* Few rows: each B block would serve few tiles, so the kernel reads
-     * op(B) = B in place (row k of a tile is B[k*ldb + j..]) instead of
-     * packing it. Only where the operands come from changes. */
-    const int direct_b = u.edge && !g->transB && m1 - m0 <= DIRECT_B_ROWS;
-    const size_t ldb = (size_t)g->ldb;
-    const int width = n1 - n0 < NC ? n1 - n0 : NC;
-    int strip = m1 - m0;
-    if (!in_c) {
-        strip = ACC_FLOATS / width / u.mr * u.mr;
-        if (strip < u.mr) strip = u.mr; /* width <= NC, so mr*width <= ACC_FLOATS */
-    }
-    for (int s0 = m0; s0 < m1; s0 += strip) {
-        int s1 = m1 - s0 < strip ? m1 : s0 + strip;
-        for (int jc = n0; jc < n1; jc += NC) {
-            int nc = n1 - jc < NC ? n1 - jc : NC;
-            float *W = in_c ? C + (size_t)s0 * ldc + (size_t)jc : ws->acc;
-            size_t ldw = in_c ? ldc : (size_t)nc;
-            for (int pc = 0; pc < g->K; pc += KC) {
-                int kc = g->K - pc < KC ? g->K - pc : KC;
-                int first = pc == 0;
-                if (!direct_b) pack_b(&u, g, pc, kc, jc, nc, u.nr, ws->bp);
-                for (int ir = s0; ir < s1; ir += u.mr) {
-                    int mr = s1 - ir < u.mr ? s1 - ir : u.mr;
-                    pack_a(&u, g, ir, mr, pc, kc, u.mr, ws->ap);
-                    float *wrow = W + (size_t)(ir - s0) * ldw;
-                    for (int jr = 0; jr < nc; jr += u.nr) {
-                        int nr = nc - jr < u.nr ? nc - jr : u.nr;
-                        if (direct_b) {
-                            const float *b = g->B + (size_t)pc * ldb + (size_t)(jc + jr);
-                            u.edge(kc, ws->ap, b, ldb, wrow + jr, ldw, first, mr, nr);
-                            continue;
-                        }
-                        tile(&u, kc, ws->ap, ws->bp + (size_t)jr * (size_t)kc, wrow + jr, ldw, mr,
-                             nr, first);
-                    }
-                }
-            }
-            if (!in_c || g->alpha != 1.0f) /* alpha == 1: alpha*acc == acc */
-                epilogue(g, C + (size_t)s0 * ldc + (size_t)jc, ldc, W, ldw, s1 - s0, nc);
-        }
-    }
+    const sb_canon_ukernel *u = ukernel_for(isa);
+    if (use_transposed(u, g, m1 - m0, n1 - n0))
+        region_transposed(u, g, m0, m1, n0, n1, ws);
+    else
+        region_normal(u, g, m0, m1, n0, n1, ws);
 }
 
 /* ====================================================================== */
 /* the thread split (speed only)                                          */
 /* ====================================================================== */
 
-#define SPLIT_N 32 /* column split unit */
+#define SPLIT_N 16 /* column split unit: one vector */
 #define SPLIT_M 16 /* row split unit */
-#define MIN_FLOPS_PER_PART 262144.0
+/* A part is worth a worker from about 1 MFLOP (~10 us on one core): waking
+ * the pool's workers and waiting for them costs ~5 us (measured here). */
+#define MIN_FLOPS_PER_PART 1048576.0
 
 static int split_columns(const sb_canon_gemm *g) {
     int n_units = (g->N + SPLIT_N - 1) / SPLIT_N, m_units = (g->M + SPLIT_M - 1) / SPLIT_M;

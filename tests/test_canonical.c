@@ -239,6 +239,18 @@ static int canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_coun
         if (k == 1) s = (shape){1, 0, 256, 784, 64, 1.0f, 0.0f, 0}; /* its weight gradient */
         if (k == 2) s = (shape){0, 0, 33, 1100, 520, 1.0f, 0.0f, 0}; /* > NC and > KC */
         if (k == 3) s = (shape){0, 1, 40, 300, 600, 0.5f, 1.0f, 1}; /* beta != 0 over 2 k-blocks */
+        /* the engine's paths by name (canonical_gemm.c): the transposed
+         * orientation over two strips of Cᵀ, with beta; transposed with
+         * fewer columns than a vector and several vectors of rows; beta != 0
+         * over k-blocks with the accumulators in workspace strips; B read in
+         * place with ldb == 32 (full tiles); op(A) read in place (few
+         * columns) over k-blocks with beta; transposed over k-blocks */
+        if (k == 4) s = (shape){0, 1, 16, 4200, 20, 0.5f, -0.75f, 1};
+        if (k == 5) s = (shape){0, 1, 100, 7, 150, -1.25f, 0.0f, 0};
+        if (k == 6) s = (shape){0, 0, 260, 270, 270, 0.5f, -0.75f, 0};
+        if (k == 7) s = (shape){0, 0, 28, 32, 40, 1.0f, 0.0f, 0};
+        if (k == 8) s = (shape){1, 0, 30, 20, 600, 0.5f, 1.0f, 2};
+        if (k == 9) s = (shape){0, 1, 40, 10, 300, 1.0f, 0.0f, 0};
         int lda = (s.tA ? s.M : s.K) + s.pad, ldb = (s.tB ? s.K : s.N) + s.pad, ldc = s.N + s.pad;
         size_t na = (size_t)(s.tA ? s.K : s.M) * (size_t)lda,
                nb = (size_t)(s.tB ? s.N : s.K) * (size_t)ldb, nc = (size_t)s.M * (size_t)ldc;
