@@ -2,12 +2,13 @@
  * compactly enough to keep for every op of every step (DESIGN.md §4, §7).
  *
  * A record says: at step S, in stage G, op O (a stable layer path such as
- * "fc1/matmul.fwd") read inputs whose combined XXH3-128 hash is IN and wrote
- * outputs whose combined hash is OUT, with cheap stats of the outputs (L2 norm,
- * max |x|, element count). Two runs that should match are compared record by
- * record in execution order (harness/attrib.c): an op whose IN hashes agree
- * but whose OUT hashes differ is a source of drift; one whose IN already
- * differ propagates it.
+ * "fc1/matmul.fwd") read inputs whose combined hash is IN and wrote outputs
+ * whose combined hash is OUT (each tensor hashed by sb_hash_tensor: XXH3-128,
+ * per 64 KiB chunk for larger tensors), with cheap stats of the outputs (L2
+ * norm, max |x|, element count). Two runs that should match are compared
+ * record by record in execution order (harness/attrib.c): an op whose IN
+ * hashes agree but whose OUT hashes differ is a source of drift; one whose IN
+ * already differ propagates it.
  *
  * RNG streams are not inputs: an op that draws random numbers (shuffle,
  * augmentation, dropout) and whose outputs differ although its data inputs
@@ -20,9 +21,9 @@
  * difference grows. (Which records carry values is the writer's choice; the
  * format allows any.)
  *
- * File format "trace.sbt" (version 1), little-endian:
+ * File format "trace.sbt" (version 2), little-endian:
  *   offset 0   char[8]  magic "SBTRACE\0"
- *          8   u32      version (1)
+ *          8   u32      version (2)
  *         12   u32      record size in bytes (sizeof(sb_trace_record) = 64)
  *         16   u64      number of records
  *         24   u64      offset of the footer
@@ -40,6 +41,12 @@
  * characters.
  * The file is written to PATH.tmp.<pid> and renamed into place on close, so a
  * trace that exists is complete.
+ * Version 1 had the same layout but hashed every tensor whole (XXH3-128 of
+ * all its bytes) and its stats in one piece; version 2 hashes tensors over
+ * SB_HASH_CHUNK bytes chunk by chunk (sb_hash_tensor), so the hashes of large
+ * tensors differ. The reader rejects version 1 with a message saying so
+ * (re-create the trace) rather than compare hashes that cannot agree. The
+ * footer's "schema" is unchanged ("samebits.trace/1": the footer's JSON).
  *
  * Not here: comparing traces (harness/attrib.c), deciding what to trace
  * (engine/train.c).
@@ -72,6 +79,16 @@ typedef struct sb_hash128 {
 
 /* XXH3-128 of bytes. */
 sb_hash128 sb_hash_bytes(const void *data, size_t n);
+
+/* The hash a trace gives a tensor (format version 2): XXH3-128 of its n bytes
+ * when n <= SB_HASH_CHUNK; otherwise the bytes are cut into chunks of
+ * SB_HASH_CHUNK bytes (the last one shorter), each chunk is hashed with
+ * XXH3-128, and the tensor's hash is XXH3-128 of the chunk hashes (16 bytes
+ * each, lo then hi, each u64 little-endian) followed by n as a u64
+ * little-endian. A pure function of the bytes: chunks can be hashed on any
+ * number of threads in any order, and the value is the same. */
+#define SB_HASH_CHUNK 65536
+sb_hash128 sb_hash_tensor(const void *data, size_t n);
 /* Combines hashes in order (for ops with several inputs or outputs):
  * XXH3-128 of the concatenated hashes, each as 16 bytes: lo then hi, each
  * u64 little-endian (the in-memory layout of sb_hash128). n == 1 gives h[0]
@@ -96,11 +113,39 @@ typedef struct sb_trace_record {
     uint64_t values;    /* file offset of n_out raw float32 output values, 0 = none */
 } sb_trace_record;     /* 64 bytes, no padding */
 
-/* Stats of a float buffer, as records carry them. */
+/* Stats of a float buffer, as records carry them: l2 = sqrt of the sum of
+ * squares accumulated in double (per chunk of SB_HASH_CHUNK bytes in a fixed
+ * lane order, the chunk sums added in chunk order: trace.c documents the
+ * order), maxabs = max |x|, NaN when any element is NaN; both 0 when n == 0.
+ * The same values on every machine, vector path and thread count. */
 void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs);
-/* sb_hash_bytes of the buffer's bytes and sb_trace_stats of it, in one pass
+/* sb_hash_tensor of the buffer's bytes and sb_trace_stats of it, in one pass
  * (block by block, each block hashed and then measured while in cache). */
 void sb_hash_stats_f32(const float *x, size_t n, sb_hash128 *h, float *l2, float *maxabs);
+
+/* Digests of several tensors at once, their chunks spread over a caller's
+ * worker threads: for each d[i], h = sb_hash_tensor(p, bytes) and, when
+ * is_float (bytes a multiple of 4), sumsq = the sum of squares whose sqrt is
+ * sb_trace_stats's l2 and maxabs = its max |x| (0.0 and 0 otherwise). `run`
+ * is a fork-join runner (threadpool.h's sb_pool_run has this shape, ctx
+ * being the pool): it calls fn(arg, w, nw) once for every worker w in
+ * [0, nw) and returns when all of them have returned; nworkers is how many
+ * workers it has (the work is cut into that many ranges). With run == NULL,
+ * nworkers <= 1, or when the work is too small to be worth waking threads
+ * for, the caller computes everything alone. The results never depend on
+ * which: each chunk is digested on its own and the chunks are combined in
+ * order. */
+typedef struct sb_digest {
+    const void *p;     /* in: the tensor's bytes */
+    size_t bytes;      /* in */
+    int is_float;      /* in: also the stats */
+    sb_hash128 h;      /* out */
+    double sumsq;      /* out */
+    float maxabs;      /* out */
+} sb_digest;
+typedef void (*sb_fork_join)(void *ctx, void (*fn)(void *arg, int worker, int nworkers),
+                             void *arg);
+void sb_digest_tensors(sb_digest *d, int n, sb_fork_join run, void *ctx, int nworkers);
 
 /* ---- writing ---- */
 typedef struct sb_trace_writer sb_trace_writer;

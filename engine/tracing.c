@@ -1,11 +1,14 @@
 /* tracing.c — running one op with tracing and recheck (DESIGN.md §4).
  *
  * sb_exec_op wraps every op of the training step. With tracing on it hashes
- * the op's inputs and outputs (XXH3-128) and emits one record with cheap
- * stats; at snapshot steps (1, 2, 4, 8, … and the last) the output values are
- * stored too. Hashes are cached per tensor view: a view's hash is computed
- * when an op writes it and reused when later ops read it, so each byte is
- * hashed once per write, not once per use.
+ * the op's inputs and outputs (sb_hash_tensor: XXH3-128, per 64 KiB chunk for
+ * larger tensors) and emits one record with cheap stats; at snapshot steps
+ * (1, 2, 4, 8, … and the last) the output values are stored too. An op's
+ * outputs are hashed and measured in one pass right after it ran, their
+ * chunks spread over the backend's threads when it has a pool (the values
+ * never depend on that). Hashes are cached per tensor view: a view's hash is
+ * computed when an op writes it and reused when later ops read it, so each
+ * byte is hashed once per write, not once per use.
  *
  * Recheck runs the op a second time on the same inputs: the outputs are saved,
  * restored to what they were before the op (ops may add into their outputs),
@@ -55,7 +58,7 @@ static void cache_put(sb_trainer *t, const sb_view *v, sb_hash128 h) {
 static sb_hash128 view_hash(sb_trainer *t, const sb_view *v) {
     for (int i = 0; i < t->n_cache; i++)
         if (t->cache[i].p == v->p && t->cache[i].bytes == v->bytes) return t->cache[i].h;
-    sb_hash128 h = sb_hash_bytes(v->p, v->bytes);
+    sb_hash128 h = sb_hash_tensor(v->p, v->bytes);
     cache_put(t, v, h);
     return h;
 }
@@ -115,8 +118,13 @@ static void restore_outputs(const sb_opspec *o, const void *src) {
 static sb_hash128 outputs_hash(sb_trainer *t, const sb_opspec *o, int use_cache) {
     sb_hash128 h[SB_OP_MAX_IO];
     for (int i = 0; i < o->n_out; i++)
-        h[i] = use_cache ? view_hash(t, &o->out[i]) : sb_hash_bytes(o->out[i].p, o->out[i].bytes);
+        h[i] = use_cache ? view_hash(t, &o->out[i]) : sb_hash_tensor(o->out[i].p, o->out[i].bytes);
     return o->n_out == 1 ? h[0] : sb_hash_combine(h, o->n_out);
+}
+
+/* sb_fork_join over the backend's own threads (tracing's hashes between ops) */
+static void host_run(void *be, void (*fn)(void *, int, int), void *arg) {
+    ((sb_backend *)be)->i->host_parallel(be, fn, arg);
 }
 
 void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), void *arg) {
@@ -161,28 +169,34 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
     rec.step = (uint32_t)(o->stage == SB_STAGE_INIT || o->stage == SB_STAGE_DATA_SOURCE ? 0 : t->step + 1);
     rec.stage = (uint16_t)o->stage;
     rec.op = o->id;
-    /* each float output: hash and stats in one pass, the hash then cached for
-     * the ops that read it; other outputs: hash only */
+    /* every output: its hash (and for float outputs its stats) in one pass,
+     * large tensors chunk by chunk on the backend's threads; the hashes are
+     * then cached for the ops that read them */
+    sb_digest d[SB_OP_MAX_IO];
+    for (int i = 0; i < o->n_out; i++)
+        d[i] = (sb_digest){.p = o->out[i].p, .bytes = o->out[i].bytes,
+                           .is_float = o->out[i].is_float};
+    if (t->be->i->host_parallel)
+        sb_digest_tensors(d, o->n_out, host_run, t->be, t->be->threads);
+    else
+        sb_digest_tensors(d, o->n_out, NULL, NULL, 1);
     double sumsq = 0.0;
     float maxabs = 0.0f;
     size_t nfl = 0;
+    int n_float = 0, last_float = -1;
     sb_hash128 hout[SB_OP_MAX_IO];
     for (int i = 0; i < o->n_out; i++) {
-        const sb_view *v = &o->out[i];
-        if (!v->is_float) {
-            hout[i] = view_hash(t, v);
-            continue;
-        }
-        size_t n = v->bytes / sizeof(float);
-        float l2, ma;
-        sb_hash_stats_f32(v->p, n, &hout[i], &l2, &ma);
-        cache_put(t, v, hout[i]);
-        sumsq += (double)l2 * (double)l2;
-        if (isnan(ma) || isnan(maxabs))
+        hout[i] = d[i].h;
+        cache_put(t, &o->out[i], d[i].h);
+        if (!o->out[i].is_float) continue;
+        sumsq += d[i].sumsq;
+        if (isnan(d[i].maxabs) || isnan(maxabs))
             maxabs = NAN;
-        else if (ma > maxabs)
-            maxabs = ma;
-        nfl += n;
+        else if (d[i].maxabs > maxabs)
+            maxabs = d[i].maxabs;
+        nfl += o->out[i].bytes / sizeof(float);
+        n_float++;
+        last_float = i;
     }
     rec.out = o->n_out == 1 ? hout[0] : sb_hash_combine(hout, o->n_out);
     rec.n_out = (uint32_t)(nfl > UINT32_MAX ? UINT32_MAX : nfl);
@@ -193,17 +207,22 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
      * "growth" is computed from, up to 4 Mi floats) and every other op output
      * of at most SB_TRACE_VALUES_MAX floats (what per-op errors are computed
      * from). Larger activations and data batches keep only their hashes and
-     * stats, so traces — and the baselines that keep them — stay small. */
+     * stats, so traces — and the baselines that keep them — stay small. One
+     * float output is handed over as it is (the writer copies it); several
+     * are gathered first. */
     size_t cap = o->stage == SB_STAGE_OPTIMIZER ? (4u << 20) : SB_TRACE_VALUES_MAX;
-    if (sb_is_snapshot_step(t, (int)rec.step) && nfl > 0 && nfl <= cap &&
-        ensure_scratch(t, nfl * sizeof(float)) == 0) {
-        char *d = t->scratch;
-        for (int i = 0; i < o->n_out; i++)
-            if (o->out[i].is_float) {
-                memcpy(d, o->out[i].p, o->out[i].bytes);
-                d += o->out[i].bytes;
-            }
-        values = t->scratch;
+    if (sb_is_snapshot_step(t, (int)rec.step) && nfl > 0 && nfl <= cap) {
+        if (n_float == 1) {
+            values = o->out[last_float].p;
+        } else if (ensure_scratch(t, nfl * sizeof(float)) == 0) {
+            char *dst = t->scratch;
+            for (int i = 0; i < o->n_out; i++)
+                if (o->out[i].is_float) {
+                    memcpy(dst, o->out[i].p, o->out[i].bytes);
+                    dst += o->out[i].bytes;
+                }
+            values = t->scratch;
+        }
     }
     sb_trace_emit(t->tw, &rec, values);
 }

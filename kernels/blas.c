@@ -103,6 +103,9 @@
  *
  * Canonical mode is not here: sb_blas_init hands it to blas_canonical.c.
  *
+ * The pool also runs host work between ops for the engine (host_parallel:
+ * tracing's chunked tensor hashes, whose values never depend on it).
+ *
  * What it deliberately is not: a tuned CPU backend. Scheduling is simple,
  * small ops run on the calling thread only (the result does not depend on
  * that), and one backend instance serves one caller thread at a time.
@@ -232,6 +235,10 @@ size_t sb_blas_queue_take(sb_blas_queue *q) { return queue_take(q); }
 void sb_blas_atomic_add(float *dst, float v) { atomic_add_float(dst, v); }
 sb_blas_conv *sb_blas_conv_of_fast(sb_backend *be) { return ctx_of(be)->conv; }
 sb_pool *sb_blas_pool_of_fast(sb_backend *be) { return ctx_of(be)->pool; }
+
+static void blas_host_parallel(sb_backend *be, sb_pool_fn fn, void *arg) {
+    sb_pool_run(ctx_of(be)->pool, fn, arg);
+}
 
 unsigned char *sb_blas_tile_locks(sb_backend *be, size_t floats) {
     blas_ctx *cx = ctx_of(be);
@@ -757,6 +764,7 @@ static const sb_backend_i blas_vtable = {
     .attention_backward = sb_blas_attention_backward,
     .gru_forward = sb_blas_gru_forward, /* blas_gru.c */
     .gru_backward = sb_blas_gru_backward,
+    .host_parallel = blas_host_parallel,
     .destroy = blas_destroy,
 };
 

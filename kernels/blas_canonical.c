@@ -64,6 +64,10 @@ static canon_ctx *cx_of(sb_backend *be) { return (canon_ctx *)be->ctx; }
 sb_blas_conv *sb_blas_conv_of_canonical(sb_backend *be) { return cx_of(be)->conv; }
 sb_pool *sb_blas_pool_of_canonical(sb_backend *be) { return cx_of(be)->pool; }
 
+static void canon_host_parallel(sb_backend *be, sb_pool_fn fn, void *arg) {
+    sb_pool_run(cx_of(be)->pool, fn, arg);
+}
+
 int sb_blas_canonical_workers(sb_backend *be, int want) {
     canon_ctx *cx = cx_of(be);
     int k = 1; /* ws[0] exists from creation */
@@ -401,6 +405,7 @@ static const sb_backend_i canon_vtable = {
     .attention_backward = sb_blas_attention_backward,
     .gru_forward = sb_blas_gru_forward, /* blas_gru.c: ref_gru.c's rows, §3.7 */
     .gru_backward = sb_blas_gru_backward,
+    .host_parallel = canon_host_parallel,
     .destroy = canon_destroy,
 };
 

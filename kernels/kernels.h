@@ -466,6 +466,16 @@ typedef struct sb_backend_i {
     void (*gru_backward)(sb_backend *be, float *dgi, float *dgh, float *dh_prev, const float *dh,
                          const float *saved, const float *h_prev, int B, int H);
 
+    /* ---- host work on the backend's threads (optional: NULL = the caller
+     * alone; "ref" has none) ----
+     * Runs fn(arg, w, n) once for every worker w in [0, n) of the backend's
+     * own pool (w = 0 on the calling thread) and returns when all of them
+     * have returned, for host-side work between ops that should use the
+     * run's threads (tracing's tensor hashes, engine/tracing.c). Never called
+     * while an op runs; fn must not call the backend. */
+    void (*host_parallel)(sb_backend *be, void (*fn)(void *arg, int worker, int nworkers),
+                          void *arg);
+
     /* ---- lifetime ---- */
     void (*destroy)(sb_backend *be); /* frees ctx; called by sb_backend_free */
 } sb_backend_i;

@@ -420,13 +420,13 @@ static int exported_batches_should_hash_to_the_traced_batches_of_every_step(void
             const int32_t *ys = y + (size_t)s * (size_t)c.batch;
             if (rec->stage == SB_STAGE_DATA_BATCH && variant == 0) {
                 /* data/batch outputs: the gathered batch and its labels */
-                sb_hash128 h[2] = {sb_hash_bytes(xs, per * sizeof(float)),
-                                   sb_hash_bytes(ys, (size_t)c.batch * sizeof(int32_t))};
+                sb_hash128 h[2] = {sb_hash_tensor(xs, per * sizeof(float)),
+                                   sb_hash_tensor(ys, (size_t)c.batch * sizeof(int32_t))};
                 CHECK(sb_hash_equal(rec->out, sb_hash_combine(h, 2)), "variant %d step %d: batch differs",
                       variant, s + 1);
                 seen++;
             } else if (rec->stage == SB_STAGE_DATA_AUGMENT) {
-                CHECK(sb_hash_equal(rec->out, sb_hash_bytes(xs, per * sizeof(float))),
+                CHECK(sb_hash_equal(rec->out, sb_hash_tensor(xs, per * sizeof(float))),
                       "variant %d step %d: augmented batch differs", variant, s + 1);
                 seen++;
             }

@@ -8,10 +8,12 @@
  * Not tested here: what the engine traces (test_engine) and comparing traces
  * (the harness's attribution tests). No timings: speed is by construction.
  */
+#include "../engine/engine.h"
 #include "../engine/trace.h"
 #include "sb_test.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +247,365 @@ static int stats_should_report_inf_and_zero_for_empty_input(void) {
     float big[2] = {3e38f, 3e38f}; /* squares overflow float, not double; the norm does */
     sb_trace_stats(big, 2, &l2, &ma);
     CHECK(isinf(l2) && ma == 3e38f, "big: l2 %g maxabs %g", l2, ma);
+    return 0;
+}
+
+/* ---- tensor hashes: chunks, threads, known answers ------------------------ */
+
+#define CH SB_HASH_CHUNK
+
+/* The tensor hash as trace.h defines it, written out independently of
+ * trace.c: XXH3-128 up to one chunk; above, XXH3-128 of the chunk hashes (lo,
+ * hi little-endian) followed by the byte count as u64 little-endian. */
+static sb_hash128 ref_tensor_hash(const void *p, size_t n) {
+    if (n <= CH) return sb_hash_bytes(p, n);
+    size_t k = (n + CH - 1) / CH;
+    uint8_t *buf = malloc(16 * k + 8);
+    for (size_t c = 0; c < k; c++) {
+        size_t len = n - c * CH < CH ? n - c * CH : CH;
+        sb_hash128 h = sb_hash_bytes((const uint8_t *)p + c * CH, len);
+        wr64(buf + 16 * c, h.lo);
+        wr64(buf + 16 * c + 8, h.hi);
+    }
+    wr64(buf + 16 * k, (uint64_t)n);
+    sb_hash128 h = sb_hash_bytes(buf, 16 * k + 8);
+    free(buf);
+    return h;
+}
+
+/* The stats order trace.c documents, written out independently: per chunk
+ * of CH/4 floats, lane i mod 32 in double, the lanes added as a pairwise
+ * tree; the chunk sums added in chunk order; max |x| likewise. */
+static double ref_sumsq(const float *x, size_t n, float *maxabs) {
+    double total = 0.0;
+    float m = 0.0f;
+    size_t per = CH / sizeof(float);
+    for (size_t c0 = 0; c0 == 0 || c0 < n; c0 += per) {
+        size_t len = n - c0 < per ? n - c0 : per;
+        double acc[32] = {0};
+        float mx[32] = {0};
+        for (size_t i = 0; i < len; i++) {
+            double v = (double)x[c0 + i];
+            float a = fabsf(x[c0 + i]);
+            acc[i % 32] += v * v;
+            mx[i % 32] = a > mx[i % 32] ? a : mx[i % 32];
+        }
+        for (int half = 16; half >= 1; half /= 2)
+            for (int k = 0; k < half; k++) {
+                acc[k] = acc[k] + acc[k + half];
+                mx[k] = mx[k + half] > mx[k] ? mx[k + half] : mx[k];
+            }
+        total = c0 == 0 ? acc[0] : total + acc[0];
+        m = mx[0] > m ? mx[0] : m;
+        if (n == 0) break;
+    }
+    *maxabs = isnan(total) ? NAN : m;
+    return total;
+}
+
+static uint32_t lcg(uint32_t *u) { return *u = *u * 1664525u + 1013904223u; }
+
+/* random floats of every kind a tensor may hold: signs, a wide exponent
+ * range, subnormals, zeros of both signs */
+static void fill_floats(float *x, size_t n, uint32_t seed) {
+    uint32_t u = seed;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = lcg(&u);
+        if (r % 97 == 0) x[i] = (r & 256) ? -0.0f : 0.0f;
+        else if (r % 89 == 0) x[i] = bits_to_float((lcg(&u) & 0x807fffffu) | 1u); /* subnormal */
+        else
+            x[i] = ldexpf((float)(lcg(&u) >> 8) * 0x1p-24f, (int)(r % 41) - 20) *
+                   ((r & 1) ? -1.0f : 1.0f);
+    }
+}
+
+/* A fork-join runner of its own (threads started per call; the engine uses
+ * the backend's pool): fn(arg, w, n) on n threads, the caller being w = 0. */
+typedef struct fj_thread {
+    void (*fn)(void *, int, int);
+    void *arg;
+    int w, n;
+} fj_thread;
+
+static void *fj_main(void *p) {
+    fj_thread *t = p;
+    t->fn(t->arg, t->w, t->n);
+    return NULL;
+}
+
+static int pool_runs;
+static void pool_runner(void *ctx, void (*fn)(void *, int, int), void *arg) {
+    int n = *(const int *)ctx;
+    pthread_t tid[16];
+    fj_thread ft[16];
+    pool_runs++;
+    for (int w = 1; w < n; w++) {
+        ft[w] = (fj_thread){fn, arg, w, n};
+        if (pthread_create(&tid[w], NULL, fj_main, &ft[w]) != 0) abort();
+    }
+    fn(arg, 0, n);
+    for (int w = 1; w < n; w++) pthread_join(tid[w], NULL);
+}
+
+static int tensor_hash_should_be_plain_xxh3_up_to_one_chunk_and_chunked_above(void) {
+    size_t max = 5 * (size_t)CH + 123;
+    uint8_t *b = malloc(max);
+    uint32_t u = 7;
+    for (size_t i = 0; i < max; i++) b[i] = (uint8_t)(lcg(&u) >> 24);
+    const size_t sizes[] = {0, 1, CH - 1, CH, CH + 1, 2 * (size_t)CH, 2 * (size_t)CH + 1, max};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        sb_hash128 h = sb_hash_tensor(b, n);
+        CHECK(sb_hash_equal(h, ref_tensor_hash(b, n)), "n=%zu: not the documented rule", n);
+        if (n <= CH)
+            CHECK(sb_hash_equal(h, sb_hash_bytes(b, n)), "n=%zu: not plain XXH3-128", n);
+        else
+            CHECK(!sb_hash_equal(h, sb_hash_bytes(b, n)), "n=%zu: chunks not used", n);
+        if (n == 0) continue;
+        /* every byte counts, in the first chunk and in the last */
+        b[0] ^= 1;
+        CHECK(!sb_hash_equal(h, sb_hash_tensor(b, n)), "n=%zu: first byte ignored", n);
+        b[0] ^= 1;
+        b[n - 1] ^= 0x80;
+        CHECK(!sb_hash_equal(h, sb_hash_tensor(b, n)), "n=%zu: last byte ignored", n);
+        b[n - 1] ^= 0x80;
+        CHECK(sb_hash_equal(h, sb_hash_tensor(b, n)), "n=%zu: not a function of the bytes", n);
+    }
+    /* the length is part of a chunked hash: a tensor whose bytes are another
+     * tensor's chunk hashes does not collide with it */
+    sb_hash128 ch[2] = {sb_hash_bytes(b, CH), sb_hash_bytes(b + CH, 1)};
+    CHECK(!sb_hash_equal(sb_hash_tensor(b, CH + 1), sb_hash_tensor(ch, sizeof ch)),
+          "collides with the hash of its chunk hashes");
+    CHECK(sb_hash_equal(sb_hash_tensor(NULL, 0), sb_hash_bytes("", 0)), "empty");
+    free(b);
+    return 0;
+}
+
+static int tensor_hash_and_stats_should_match_pinned_known_answers(void) {
+    /* bytes (i*i + 7i) mod 251; the expected values were computed with
+     * xxhsum -H2 (Debian's xxhash 0.8.1) over each chunk and then over the
+     * chunk hashes and the length, as trace.h defines */
+    size_t n = 3 * (size_t)CH + 1000;
+    uint8_t *b = malloc(n);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(((uint64_t)i * i + 7 * (uint64_t)i) % 251);
+    char hex[33];
+    sb_hash_hex(sb_hash_tensor(b, n), hex);
+    CHECK(!strcmp(hex, "663ca1b0a4f1892488cd3c35bb3f371f"), "4 chunks: %s", hex);
+    sb_hash_hex(sb_hash_tensor(b, CH), hex);
+    CHECK(!strcmp(hex, "0739a6b56ebc80ed1e1d94dcf34eaa4b"), "one chunk: %s", hex);
+    sb_hash_hex(sb_hash_tensor(b, CH + 1), hex);
+    CHECK(!strcmp(hex, "50e3217179a4c0537472539d6a20c93c"), "chunk + 1 byte: %s", hex);
+    sb_hash_hex(sb_hash_bytes(b, n), hex); /* the whole-buffer XXH3 (format version 1) */
+    CHECK(!strcmp(hex, "229c538a5e3dcff567958e0f6c458d3d"), "plain: %s", hex);
+    free(b);
+
+    /* stats of 4 chunks and a tail: integer multiples of 1/64, so the sum of
+     * squares is exact in any order and the expected value is plain algebra */
+    size_t nf = 3 * (CH / 4) + 16384 / 2 + 17;
+    float *x = malloc(nf * sizeof *x);
+    uint64_t k2 = 0;
+    for (size_t i = 0; i < nf; i++) {
+        int64_t k = (int64_t)((i * 37) % 1001) - 500;
+        x[i] = (float)k / 64.0f;
+        k2 += (uint64_t)(k * k);
+    }
+    float l2, ma;
+    sb_hash128 h;
+    sb_hash_stats_f32(x, nf, &h, &l2, &ma);
+    CHECK(l2 == (float)sqrt((double)k2 / 4096.0) && ma == 500.0f / 64.0f, "exact: l2 %a maxabs %a",
+          l2, ma);
+    /* random data, where the order shows in the last bits: pinned */
+    fill_floats(x, nf, 99);
+    sb_hash_stats_f32(x, nf, &h, &l2, &ma);
+    float rm;
+    double rs = ref_sumsq(x, nf, &rm);
+    CHECK(l2 == (float)sqrt(rs) && ma == rm, "reference: l2 %a vs %a", l2, (float)sqrt(rs));
+    CHECK(l2 == 0x1.8584eep+24f && ma == 0x1.fffe88p+19f, "pinned: l2 %a maxabs %a", l2, ma);
+    sb_hash_hex(h, hex);
+    CHECK(!strcmp(hex, "827998c52a71e75667dfdbce795d2627"), "pinned hash: %s", hex);
+    free(x);
+    return 0;
+}
+
+/* the vector paths (trace.c picks one at run time) against the plain C lanes */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx);
+sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx);
+#endif
+
+static int vector_digests_should_equal_the_plain_c_lanes(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    struct {
+        const char *name;
+        sb_hash128 (*fn)(const void *, size_t, double *, float *);
+    } paths[] = {{"avx2", sb_xxh3_digest_avx2}, {"avx512", sb_xxh3_digest_avx512}};
+    size_t per = CH / sizeof(float);
+    float *x = malloc(per * sizeof *x);
+    fill_floats(x, per, 3);
+    const size_t sizes[] = {0, 1, 31, 32, 33, 2047, 2048, 2049, 4097, per - 1, per};
+    int tested = 0;
+    __builtin_cpu_init();
+    for (int p = 0; p < 2; p++) {
+        int have = p == 0 ? __builtin_cpu_supports("avx2")
+                          : __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+        if (!have) continue;
+        tested++;
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            size_t n = sizes[s];
+            double acc[32] = {0}, racc[32] = {0};
+            float mx[32] = {0}, rmx[32] = {0};
+            sb_hash128 h = paths[p].fn(x, n * sizeof(float), acc, mx);
+            for (size_t i = 0; i < n; i++) {
+                racc[i % 32] += (double)x[i] * (double)x[i];
+                float a = fabsf(x[i]);
+                rmx[i % 32] = a > rmx[i % 32] ? a : rmx[i % 32];
+            }
+            CHECK(sb_hash_equal(h, sb_hash_bytes(x, n * sizeof(float))), "%s n=%zu: hash",
+                  paths[p].name, n);
+            CHECK(!memcmp(acc, racc, sizeof acc) && !memcmp(mx, rmx, sizeof mx),
+                  "%s n=%zu: lanes differ from the plain C loop", paths[p].name, n);
+            CHECK(sb_hash_equal(paths[p].fn(x, n * sizeof(float), NULL, NULL), h),
+                  "%s n=%zu: hash without stats", paths[p].name, n);
+        }
+    }
+    free(x);
+    if (!tested) printf("(no AVX2 on this CPU: nothing to compare)\n");
+#endif
+    return 0;
+}
+
+static int digests_should_not_depend_on_the_thread_count(void) {
+    /* float and byte tensors across the chunk boundaries, together well
+     * above the size below which the caller digests alone */
+    static const struct { size_t bytes; int is_float; } shapes[] = {
+        {0, 1}, {4, 1}, {CH - 4, 1}, {CH, 1}, {CH + 4, 1}, {5 * (size_t)CH + 124, 1},
+        {802816, 1}, {1024, 1}, {40, 1}, {262144, 1},
+        {0, 0}, {1, 0}, {CH - 1, 0}, {CH, 0}, {CH + 1, 0}, {3 * (size_t)CH + 5, 0}};
+    enum { N = sizeof shapes / sizeof shapes[0] };
+    void *mem[N];
+    sb_digest ref[N], d[N];
+    for (int i = 0; i < N; i++) {
+        mem[i] = malloc(shapes[i].bytes + 4);
+        if (shapes[i].is_float)
+            fill_floats(mem[i], shapes[i].bytes / 4, 100u + (uint32_t)i);
+        else
+            for (size_t k = 0; k < shapes[i].bytes; k++)
+                ((uint8_t *)mem[i])[k] = (uint8_t)(k * 7 + (size_t)i);
+        ref[i] = (sb_digest){.p = mem[i], .bytes = shapes[i].bytes,
+                             .is_float = shapes[i].is_float};
+        ref[i].h = ref_tensor_hash(mem[i], shapes[i].bytes);
+        ref[i].sumsq = 0.0;
+        ref[i].maxabs = 0.0f;
+        if (shapes[i].is_float)
+            ref[i].sumsq = ref_sumsq(mem[i], shapes[i].bytes / 4, &ref[i].maxabs);
+    }
+    /* pool size and the caller's worker count, including mismatched ones */
+    static const int runs[][2] = {{1, 1}, {2, 2}, {3, 3}, {8, 8}, {3, 8}, {8, 2}, {2, 1}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        int threads = runs[r][0];
+        for (int rep = 0; rep < 3; rep++) {
+            for (int i = 0; i < N; i++)
+                d[i] = (sb_digest){.p = ref[i].p, .bytes = ref[i].bytes,
+                                   .is_float = ref[i].is_float};
+            pool_runs = 0;
+            sb_digest_tensors(d, N, pool_runner, &threads, runs[r][1]);
+            CHECK(pool_runs == (runs[r][1] > 1), "pool %d, workers %d: %d pool runs", runs[r][0],
+                  runs[r][1], pool_runs);
+            for (int i = 0; i < N; i++) {
+                char a[33], b[33];
+                sb_hash_hex(d[i].h, a);
+                sb_hash_hex(ref[i].h, b);
+                CHECK(sb_hash_equal(d[i].h, ref[i].h),
+                      "threads %d: tensor %d (%zu bytes): %s vs %s", runs[r][0], i,
+                      shapes[i].bytes, a, b);
+                CHECK(!memcmp(&d[i].sumsq, &ref[i].sumsq, sizeof(double)) &&
+                          !memcmp(&d[i].maxabs, &ref[i].maxabs, sizeof(float)),
+                      "threads %d: tensor %d (%zu bytes): sumsq %a vs %a, maxabs %a vs %a",
+                      runs[r][0], i, shapes[i].bytes, d[i].sumsq, ref[i].sumsq, d[i].maxabs,
+                      ref[i].maxabs);
+            }
+        }
+    }
+    /* without a runner, and one tensor at a time: the same */
+    for (int i = 0; i < N; i++) {
+        d[i] = (sb_digest){.p = ref[i].p, .bytes = ref[i].bytes,
+                           .is_float = ref[i].is_float};
+        sb_digest_tensors(&d[i], 1, NULL, NULL, 4);
+        CHECK(sb_hash_equal(d[i].h, ref[i].h) && !memcmp(&d[i].sumsq, &ref[i].sumsq, 8),
+              "tensor %d alone", i);
+        if (shapes[i].is_float) {
+            float l2, ma, l2b, mab;
+            sb_hash128 h;
+            sb_hash_stats_f32(mem[i], shapes[i].bytes / 4, &h, &l2, &ma);
+            sb_trace_stats(mem[i], shapes[i].bytes / 4, &l2b, &mab);
+            CHECK(sb_hash_equal(h, ref[i].h) && l2 == (float)sqrt(ref[i].sumsq) && l2 == l2b &&
+                      ma == ref[i].maxabs && ma == mab,
+                  "tensor %d: sb_hash_stats_f32 / sb_trace_stats", i);
+        }
+    }
+    for (int i = 0; i < N; i++) free(mem[i]);
+    return 0;
+}
+
+/* Canonical mode gives the same bits on any thread count, so its traces must
+ * be the same record for record, hashes and stats included: the traced
+ * tensors (a 784x256 layer: 13 chunks) are hashed on the run's pool. */
+static int canonical_traces_should_be_identical_on_1_2_and_3_threads(void) {
+    char *dir = scratch_new();
+    sb_trace *tr[3] = {0};
+    for (int k = 0; k < 3; k++) {
+        sb_run_config c;
+        memset(&c, 0, sizeof c);
+        snprintf(c.model.kind, sizeof c.model.kind, "mlp");
+        c.model.n_widths = 4;
+        int w[4] = {784, 256, 64, 10};
+        memcpy(c.model.widths, w, sizeof w);
+        c.model.act = SB_ACT_RELU;
+        snprintf(c.data.kind, sizeof c.data.kind, "blobs");
+        c.data.samples = 512;
+        c.data.features = 784;
+        c.data.classes = 10;
+        c.data.noise = 1.0f;
+        c.data.shuffle = SB_SHUFFLE_EPOCH;
+        snprintf(c.optim.name, sizeof c.optim.name, "adam");
+        c.optim.lr = 0.001f;
+        c.optim.beta1 = 0.9f;
+        c.optim.beta2 = 0.999f;
+        c.optim.eps = 1e-8f;
+        c.steps = 3;
+        c.batch = 64;
+        c.seed = 5;
+        snprintf(c.backend, sizeof c.backend, "blas");
+        c.mode = SB_MODE_CANONICAL;
+        c.threads = k + 1;
+        c.trace = 1;
+        sb_error err = {0};
+        sb_trainer *t = sb_trainer_new(&c, &err);
+        CHECK(t, "%s", err.msg);
+        char path[128];
+        snprintf(path, sizeof path, "%s/t%d.sbt", dir, k + 1);
+        CHECK(sb_trainer_trace_open(t, path, &err) == SB_OK, "%s", err.msg);
+        for (int s = 0; s < c.steps; s++)
+            CHECK(sb_trainer_step(t, NULL, &err) == SB_OK, "%s", err.msg);
+        CHECK(sb_trainer_trace_close(t, NULL, &err) == SB_OK, "%s", err.msg);
+        sb_trainer_free(t);
+        CHECK((tr[k] = sb_trace_read(path, &err)), "%s", err.msg);
+    }
+    int chunked = 0;
+    for (int k = 1; k < 3; k++) {
+        CHECK(tr[k]->n == tr[0]->n, "threads %d: %zu records, 1 thread: %zu", k + 1, tr[k]->n,
+              tr[0]->n);
+        for (size_t i = 0; i < tr[0]->n; i++) {
+            sb_trace_record a = tr[0]->rec[i], b = tr[k]->rec[i];
+            a.values = b.values = 0; /* file offsets */
+            CHECK(!memcmp(&a, &b, sizeof a), "threads %d: record %zu (%s) differs", k + 1, i,
+                  tr[0]->op_names[a.op]);
+            if (k == 1 && a.n_out > CH / 4) chunked++;
+        }
+    }
+    CHECK(chunked > 0, "no record had a tensor over one chunk");
+    for (int k = 0; k < 3; k++) sb_trace_free(tr[k]);
+    scratch_free(dir);
     return 0;
 }
 
@@ -517,7 +878,10 @@ static const corrupt corrupts[] = {
     {"an empty file", "file is 0 bytes, too short", .cut = -1},
     {"a file shorter than the header", "file is 31 bytes, too short", .cut = 31},
     {"bad magic", "header: bad magic", .at = 0, .width = 4, .value = 0x41525453},
-    {"wrong version", "header: version 2 is not supported", .at = 8, .width = 4, .value = 2},
+    {"wrong version", "header: version 3 is not supported", .at = 8, .width = 4, .value = 3},
+    {"version 1 (tensors hashed whole)",
+     "header: trace format version 1 (tensors over 64 KiB hashed whole) is no longer read; "
+     "this build reads version 2", .at = 8, .width = 4, .value = 1},
     {"wrong record size", "header: record size 48, expected 64", .at = 12, .width = 4, .value = 48},
     {"count larger than the file", "header: record count 1099511627776", .at = 16, .width = 8,
      .value = 1ull << 40},
@@ -651,6 +1015,11 @@ static const sb_test_case cases[] = {
     SB_CASE(stats_should_match_a_double_lane_reference_on_random_data),
     SB_CASE(stats_should_make_maxabs_and_l2_nan_when_any_element_is_nan),
     SB_CASE(stats_should_report_inf_and_zero_for_empty_input),
+    SB_CASE(tensor_hash_should_be_plain_xxh3_up_to_one_chunk_and_chunked_above),
+    SB_CASE(tensor_hash_and_stats_should_match_pinned_known_answers),
+    SB_CASE(vector_digests_should_equal_the_plain_c_lanes),
+    SB_CASE(digests_should_not_depend_on_the_thread_count),
+    SB_CASE(canonical_traces_should_be_identical_on_1_2_and_3_threads),
     SB_CASE(round_trip_should_preserve_many_records_and_values_bitwise),
     SB_CASE(round_trip_without_values_should_store_records_only),
     SB_CASE(op_ids_should_be_stable_for_repeated_names),
