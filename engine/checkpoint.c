@@ -51,7 +51,7 @@ sb_status sb_trainer_save(const sb_trainer *t, const char *path, int overwrite, 
     float *host = malloc((size_t)(1 + t->n_slots) * t->total * sizeof(float));
     char *cfg = sb_run_config_to_json(&t->cfg), *ident = identity_json(&t->cfg);
     sb_st_writer *w = sb_st_writer_new();
-    char names[2 * SB_MAX_LAYERS * 2][64];
+    char names[2 * SB_MAX_PARAMS][80];
     if (!host || !cfg || !ident || !w) {
         sb_error_set(err, SB_ERR_NOMEM, "%s: out of memory writing checkpoint", path);
         goto done;

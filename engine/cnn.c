@@ -47,20 +47,6 @@ struct sb_cnn {
 /* setup                                                                  */
 /* ====================================================================== */
 
-static void set_param(sb_param *pp, const char *name, int ndim, const int64_t *shape, int fan_in,
-                      size_t *off) {
-    snprintf(pp->name, sizeof pp->name, "%s", name);
-    pp->ndim = ndim;
-    pp->numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        pp->shape[d] = shape[d];
-        pp->numel *= (size_t)shape[d];
-    }
-    pp->fan_in = fan_in;
-    pp->offset = *off;
-    *off += pp->numel;
-}
-
 sb_status sb_cnn_setup(sb_trainer *t, sb_error *err) {
     const sb_run_config *c = &t->cfg;
     const sb_model_config *m = &c->model;
@@ -90,12 +76,12 @@ sb_status sb_cnn_setup(sb_trainer *t, sb_error *err) {
     int classes = c->data.classes, c0 = c->data.channels, c1 = m->channels[0], c2 = m->channels[1];
     int64_t s_w1[4] = {c1, c0, k, k}, s_b1[1] = {c1}, s_w2[4] = {c2, c1, k, k}, s_b2[1] = {c2};
     int64_t s_wfc[2] = {classes, n->flat}, s_bfc[1] = {classes};
-    set_param(&t->params[P_W1], "conv1.weight", 4, s_w1, c0 * k * k, &off);
-    set_param(&t->params[P_B1], "conv1.bias", 1, s_b1, c0 * k * k, &off);
-    set_param(&t->params[P_W2], "conv2.weight", 4, s_w2, c1 * k * k, &off);
-    set_param(&t->params[P_B2], "conv2.bias", 1, s_b2, c1 * k * k, &off);
-    set_param(&t->params[P_WFC], "fc.weight", 2, s_wfc, n->flat, &off);
-    set_param(&t->params[P_BFC], "fc.bias", 1, s_bfc, n->flat, &off);
+    sb_param_set(&t->params[P_W1], "conv1.weight", 4, s_w1, SB_INIT_UNIFORM, c0 * k * k, 0.0f, &off);
+    sb_param_set(&t->params[P_B1], "conv1.bias", 1, s_b1, SB_INIT_UNIFORM, c0 * k * k, 0.0f, &off);
+    sb_param_set(&t->params[P_W2], "conv2.weight", 4, s_w2, SB_INIT_UNIFORM, c1 * k * k, 0.0f, &off);
+    sb_param_set(&t->params[P_B2], "conv2.bias", 1, s_b2, SB_INIT_UNIFORM, c1 * k * k, 0.0f, &off);
+    sb_param_set(&t->params[P_WFC], "fc.weight", 2, s_wfc, SB_INIT_UNIFORM, n->flat, 0.0f, &off);
+    sb_param_set(&t->params[P_BFC], "fc.bias", 1, s_bfc, SB_INIT_UNIFORM, n->flat, 0.0f, &off);
     t->n_params = N_PARAMS;
     t->total = off;
 

@@ -52,6 +52,38 @@ static sb_status validate_cnn(const sb_run_config *c, sb_error *err) {
     return SB_OK;
 }
 
+/* the sequence models: token data, sizes in range */
+static sb_status validate_seq(const sb_run_config *c, sb_error *err) {
+    const sb_model_config *m = &c->model;
+    int rnn = !strcmp(m->kind, "rnn");
+    if (strcmp(c->data.kind, "chars") != 0)
+        return sb_error_set(err, SB_ERR_ARG, "model: a %s needs token data (data.kind \"chars\")",
+                            m->kind);
+    if (c->data.features - 1 > 256)
+        return sb_error_set(err, SB_ERR_ARG, "data.seq_len: %d, at most 256 for a %s",
+                            c->data.features - 1, m->kind);
+    if (m->dropout != 0.0f)
+        return sb_error_set(err, SB_ERR_ARG, "model.dropout: not supported by the %s", m->kind);
+    if (rnn) {
+        if (m->embed < 1 || m->embed > 1024)
+            return sb_error_set(err, SB_ERR_ARG, "model.embed: %d out of range 1..1024", m->embed);
+        if (m->hidden < 1 || m->hidden > 1024)
+            return sb_error_set(err, SB_ERR_ARG, "model.hidden: %d out of range 1..1024", m->hidden);
+        return SB_OK;
+    }
+    if (m->d_model < 1 || m->d_model > 1024)
+        return sb_error_set(err, SB_ERR_ARG, "model.d_model: %d out of range 1..1024", m->d_model);
+    if (m->heads < 1 || m->heads > m->d_model || m->d_model % m->heads != 0)
+        return sb_error_set(err, SB_ERR_ARG, "model.heads: %d does not divide d_model %d", m->heads,
+                            m->d_model);
+    if (m->layers < 1 || m->layers > SB_MAX_BLOCKS)
+        return sb_error_set(err, SB_ERR_ARG, "model.layers: %d out of range 1..%d", m->layers,
+                            SB_MAX_BLOCKS);
+    if (m->mlp < 1 || m->mlp > 4096)
+        return sb_error_set(err, SB_ERR_ARG, "model.mlp: %d out of range 1..4096", m->mlp);
+    return SB_OK;
+}
+
 /* image data (height > 0) and its augmentation */
 static sb_status validate_images(const sb_data_config *d, sb_error *err) {
     int images = d->height > 0;
@@ -79,9 +111,18 @@ sb_status sb_run_config_validate(const sb_run_config *c, sb_error *err) {
         st = validate_mlp(c, err);
     else if (!strcmp(m->kind, "cnn"))
         st = validate_cnn(c, err);
+    else if (!strcmp(m->kind, "rnn") || !strcmp(m->kind, "transformer"))
+        st = validate_seq(c, err);
     else
         return sb_error_set(err, SB_ERR_ARG, "model.kind: unknown model \"%s\"", m->kind);
     if (st != SB_OK) return st;
+    if (!strcmp(c->data.kind, "chars") && strcmp(m->kind, "rnn") != 0 &&
+        strcmp(m->kind, "transformer") != 0)
+        return sb_error_set(err, SB_ERR_ARG, "model.kind: token data (data.kind \"chars\") needs "
+                            "a sequence model (\"rnn\" or \"transformer\"), not \"%s\"", m->kind);
+    if (!strcmp(c->data.kind, "chars") && (c->data.aug_noise > 0.0f || c->data.aug_feature_drop > 0.0f))
+        return sb_error_set(err, SB_ERR_ARG, "data.augment: token data cannot be augmented with "
+                            "noise or feature drop");
     if ((st = validate_images(&c->data, err)) != SB_OK) return st;
     if (c->data.samples < 2 || c->data.classes < 2 || c->data.features < 1)
         return sb_error_set(err, SB_ERR_ARG, "data: samples >= 2, classes >= 2, features >= 1");
@@ -154,6 +195,15 @@ char *sb_run_config_to_json(const sb_run_config *c) {
         cJSON_AddNumberToObject(model, "kernel", c->model.kernel);
         cJSON_AddStringToObject(model, "pool", c->model.pool == SB_POOL_AVG ? "avg" : "max");
         cJSON_AddStringToObject(model, "activation", sb_act_name(c->model.act));
+    } else if (!strcmp(c->model.kind, "rnn")) {
+        cJSON_AddNumberToObject(model, "embed", c->model.embed);
+        cJSON_AddNumberToObject(model, "hidden", c->model.hidden);
+    } else if (!strcmp(c->model.kind, "transformer")) {
+        cJSON_AddNumberToObject(model, "d_model", c->model.d_model);
+        cJSON_AddNumberToObject(model, "heads", c->model.heads);
+        cJSON_AddNumberToObject(model, "layers", c->model.layers);
+        cJSON_AddNumberToObject(model, "mlp", c->model.mlp);
+        cJSON_AddBoolToObject(model, "tied", c->model.tied);
     } else {
         cJSON_AddItemToObject(model, "widths",
                               cJSON_CreateIntArray(c->model.widths, c->model.n_widths));

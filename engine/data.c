@@ -9,6 +9,10 @@
  *   shapes  — images [channels, height, width] (row-major, the sample's
  *             features): one shape per image, class i mod classes, at a random
  *             size, position and colour, plus pixel noise (draw_shape).
+ *   chars   — token sequences cut from one seeded corpus (make_corpus): sample
+ *             i is tokens [i·T, i·T + T] (T + 1 = features of them; windows
+ *             overlap by one token, so every position is a target once per
+ *             epoch); its label is the last token.
  * Shuffle (stream "data/shuffle", DESIGN.md §4): Fisher–Yates over the sample
  * indices; `once` uses index 0 for every epoch, `epoch` uses the epoch number.
  *
@@ -78,6 +82,47 @@ static void draw_shape(const sb_data_config *c, sb_rng *r, int i, sb_dataset *d)
     d->y[i] = k;
 }
 
+/* ---- chars ---- */
+
+char sb_chars_symbol(int id) {
+    static const char sym[] = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#";
+    return id >= 0 && id < (int)(sizeof sym - 1) ? sym[id] : '?';
+}
+
+#define CHARS_WORDS 48  /* lexicon size */
+#define CHARS_NEXT 3    /* likely successors per word */
+#define CHARS_MAXLEN 6  /* letters per word: 2..CHARS_MAXLEN */
+
+/* Fills tok[0..n) with the corpus over V symbols, drawing from r in this
+ * order: per lexicon word its length (2..6) and letters (1..V-1), then per
+ * word its CHARS_NEXT successors, then the start word, then per word of the
+ * walk one uniform u: u < noise picks a uniformly random next word (a second
+ * draw), otherwise successor 0, 1 or 2 for u in the remaining mass split
+ * 60/30/10. Every word is followed by the separator 0. */
+static void make_corpus(sb_rng *r, int V, float noise, int32_t *tok, size_t n) {
+    int32_t lex[CHARS_WORDS][CHARS_MAXLEN];
+    int len[CHARS_WORDS], next[CHARS_WORDS][CHARS_NEXT];
+    for (int w = 0; w < CHARS_WORDS; w++) {
+        len[w] = 2 + (int)sb_rng_below(r, CHARS_MAXLEN - 1);
+        for (int j = 0; j < len[w]; j++) lex[w][j] = 1 + (int32_t)sb_rng_below(r, (uint32_t)(V - 1));
+    }
+    for (int w = 0; w < CHARS_WORDS; w++)
+        for (int j = 0; j < CHARS_NEXT; j++) next[w][j] = (int)sb_rng_below(r, CHARS_WORDS);
+    int w = (int)sb_rng_below(r, CHARS_WORDS);
+    size_t i = 0;
+    while (i < n) {
+        for (int j = 0; j < len[w] && i < n; j++) tok[i++] = lex[w][j];
+        if (i < n) tok[i++] = 0;
+        float u = sb_rng_uniform(r);
+        if (u < noise) {
+            w = (int)sb_rng_below(r, CHARS_WORDS);
+        } else {
+            float v = (u - noise) / (1.0f - noise);
+            w = next[w][v < 0.6f ? 0 : v < 0.9f ? 1 : 2];
+        }
+    }
+}
+
 /* A file format: read it, and insist it still holds what the suite saw. */
 static sb_dataset *dataset_from_files(const sb_data_config *c, sb_error *err) {
     sb_dataset *d = sb_dataset_read(c, c->classes, err);
@@ -140,6 +185,24 @@ sb_dataset *sb_dataset_new(const sb_data_config *c, uint64_t seed, sb_error *err
             goto fail;
         }
         for (int i = 0; i < c->samples; i++) draw_shape(c, &r, i, d);
+    } else if (!strcmp(c->kind, "chars")) {
+        int T = c->features - 1;
+        if (T < 1 || c->classes < 2 || c->classes > SB_CHARS_MAX_VOCAB ||
+            !(c->noise >= 0.0f && c->noise < 1.0f)) {
+            sb_error_set(err, SB_ERR_ARG, "data: chars need features = seq_len + 1 >= 2, a "
+                         "vocabulary of 2..%d and noise in [0, 1)", SB_CHARS_MAX_VOCAB);
+            goto fail;
+        }
+        size_t n = (size_t)c->samples * (size_t)T + 1;
+        int32_t *tok = malloc(n * sizeof *tok);
+        if (!tok) goto nomem;
+        make_corpus(&r, c->classes, c->noise, tok, n);
+        for (int i = 0; i < c->samples; i++) {
+            const int32_t *w = tok + (size_t)i * T;
+            for (int j = 0; j <= T; j++) d->x[(size_t)i * c->features + j] = (float)w[j];
+            d->y[i] = w[T];
+        }
+        free(tok);
     } else {
         sb_error_set(err, SB_ERR_ARG, "data.kind: unknown dataset \"%s\"", c->kind);
         goto fail;

@@ -42,11 +42,12 @@ uint32_t sb_rng_below(sb_rng *r, uint32_t n); /* uniform in [0, n), unbiased; n 
  * ==================================================================== */
 
 #define SB_MAX_LAYERS 8
+#define SB_MAX_BLOCKS 4 /* transformer blocks */
 
 typedef enum sb_pool { SB_POOL_MAX = 0, SB_POOL_AVG = 1 } sb_pool;
 
 typedef struct sb_model_config {
-    char kind[16];                  /* "mlp" or "cnn" */
+    char kind[16];                  /* "mlp", "cnn", "rnn" or "transformer" */
     /* mlp: */
     int n_widths;                   /* widths[0] = input features, last = classes */
     int widths[SB_MAX_LAYERS + 1];
@@ -59,13 +60,30 @@ typedef struct sb_model_config {
     int channels[2];                /* output channels of conv1, conv2 */
     int kernel;                     /* odd, square */
     sb_pool pool;
+    /* the sequence models read token data (data.kind "chars"): sequences of
+     * T = data.features - 1 input tokens from a vocabulary of V =
+     * data.classes; the target of position t is token t + 1.
+     * rnn (engine/rnn.c): Embedding(V, embed) → GRU(embed, hidden), h0 = 0 →
+     * Linear(hidden, V) at every position → softmax cross-entropy (mean over
+     * batch·T positions). */
+    int embed, hidden;
+    /* transformer (engine/transformer.c): token + position embedding
+     * (d_model) → `layers` pre-norm blocks (x + attn(ln1(x)), x + mlp(ln2(x)),
+     * causal multi-head attention with `heads` heads, a GELU MLP of width
+     * mlp) → final layer norm → output projection to V, tied to the token
+     * embedding when `tied` → softmax cross-entropy over batch·T positions. */
+    int d_model, heads, layers, mlp, tied;
 } sb_model_config;
 
 typedef enum sb_shuffle { SB_SHUFFLE_NONE = 0, SB_SHUFFLE_ONCE = 1, SB_SHUFFLE_EPOCH = 2 } sb_shuffle;
 
 typedef struct sb_data_config {
-    char kind[16];      /* "blobs" (Gaussian blobs), "spirals", or a file format:
-                         * "idx", "csv", "npy" (datafile.c) */
+    char kind[16];      /* "blobs" (Gaussian blobs), "spirals", "shapes" (images),
+                         * "chars" (token sequences), or a file format: "idx",
+                         * "csv", "npy" (datafile.c). chars: sample i is T+1
+                         * token ids (exact small integers stored as floats,
+                         * features = T+1) cut from one corpus, classes = the
+                         * vocabulary size, label = the last token. */
     int samples, features, classes; /* for file formats: what the files hold */
     float noise;        /* blobs: cluster std-dev; spirals: jitter; shapes: pixel noise */
     /* "shapes" (images, features = channels·height·width): channels 1 or 3,
@@ -179,6 +197,15 @@ void sb_epoch_order(const sb_data_config *c, uint64_t seed, int epoch, int32_t *
  * ring, frame, X, diagonal — drawn at a random size and position. */
 #define SB_SHAPES_MAX 10
 const char *sb_shape_name(int k);
+
+/* The chars corpus (data.c): a seeded stream of text over a vocabulary of V
+ * symbols (2 <= V <= SB_CHARS_MAX_VOCAB; id 0 is the word separator, shown as
+ * ' '). Words come from a lexicon drawn from the seed and follow each other by
+ * a first-order chain, so the text has structure a small model can learn.
+ * sb_chars_symbol maps an id to the character it stands for (' ', 'a'..'z',
+ * 'A'..'Z', '0'..'9', then '#'). */
+#define SB_CHARS_MAX_VOCAB 64
+char sb_chars_symbol(int id);
 
 /* ======================================================================
  * Trainer: model + optimizer + data position on one backend.

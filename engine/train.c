@@ -49,6 +49,22 @@ static void draw_entropy(uint64_t *out, int n) {
     }
 }
 
+void sb_param_set(sb_param *pp, const char *name, int ndim, const int64_t *shape, sb_init init,
+                  int fan_in, float init_std, size_t *off) {
+    snprintf(pp->name, sizeof pp->name, "%s", name);
+    pp->ndim = ndim;
+    pp->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        pp->shape[d] = shape[d];
+        pp->numel *= (size_t)shape[d];
+    }
+    pp->init = init;
+    pp->fan_in = fan_in;
+    pp->init_std = init_std;
+    pp->offset = *off;
+    *off += pp->numel;
+}
+
 sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
     if (sb_run_config_validate(c, err) != SB_OK) return NULL;
     sb_trainer *t = calloc(1, sizeof *t);
@@ -66,12 +82,22 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
     if (!t->data) goto fail;
 
     /* ---- parameter table ---- */
-    int cnn = !strcmp(c->model.kind, "cnn");
-    int L = cnn ? 0 : c->model.n_widths - 1;
+    int cnn = !strcmp(c->model.kind, "cnn"), rnn = !strcmp(c->model.kind, "rnn");
+    int tf = !strcmp(c->model.kind, "transformer"), mlp = !cnn && !rnn && !tf;
+    int L = mlp ? c->model.n_widths - 1 : 0;
     t->n_layers = L;
     t->n_params = 2 * L;
     size_t off = 0;
     if (cnn && sb_cnn_setup(t, err) != SB_OK) goto fail;
+    if (rnn && sb_rnn_setup(t, err) != SB_OK) goto fail;
+    if (tf && sb_tf_setup(t, err) != SB_OK) goto fail;
+    if (rnn || tf) { /* the token split's buffers */
+        size_t n = (size_t)c->batch * (size_t)(c->data.features - 1);
+        t->tok_in = t->be->i->alloc(t->be, n * sizeof(int32_t));
+        t->tok_tgt = t->be->i->alloc(t->be, n * sizeof(int32_t));
+        t->host_tok = malloc((2 * n + (size_t)c->batch * c->data.features) * sizeof(int32_t));
+        if (!t->tok_in || !t->tok_tgt || !t->host_tok) goto nomem;
+    }
     for (int l = 0; l < L; l++) {
         sb_param *w = &t->params[2 * l], *b = &t->params[2 * l + 1];
         snprintf(w->name, sizeof w->name, "fc%d.weight", l + 1);
@@ -81,6 +107,7 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         w->shape[1] = c->model.widths[l];
         w->offset = off;
         w->fan_in = b->fan_in = c->model.widths[l];
+        w->init = b->init = SB_INIT_UNIFORM;
         w->numel = layer_w(t, l);
         off += w->numel;
         b->ndim = 1;
@@ -89,7 +116,7 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         b->numel = (size_t)c->model.widths[l + 1];
         off += b->numel;
     }
-    if (!cnn) t->total = off;
+    if (mlp) t->total = off;
     t->n_slots = strcmp(c->optim.name, "adam") == 0 ? 2 : 1;
 
     sb_backend *be = t->be;
@@ -139,17 +166,25 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         goto fail;
     }
 
-    /* ---- init: each tensor from its own stream "init/<name>", uniform in
-     * ±1/sqrt(fan_in) (PyTorch's nn.Linear default bound) ---- */
+    /* ---- init: each tensor from its own stream "init/<name>": uniform in
+     * ±1/sqrt(fan_in) (PyTorch's nn.Linear default bound), normal, or a
+     * constant (sb_init) ---- */
     for (int p = 0; p < t->n_params; p++) {
         sb_param *pp = &t->params[p];
-        float bound = 1.0f / sqrtf((float)pp->fan_in);
+        float bound = 1.0f / sqrtf((float)(pp->fan_in > 0 ? pp->fan_in : 1));
         sb_rng r;
         char purpose[80];
         snprintf(purpose, sizeof purpose, "init/%s", pp->name);
         sb_rng_init(&r, sb_stream_seed(t, SB_UNSEEDED_INIT, 0), purpose, 0);
-        for (size_t i = 0; i < pp->numel; i++)
-            host[pp->offset + i] = (2.0f * sb_rng_uniform(&r) - 1.0f) * bound;
+        float *dst = host + pp->offset;
+        for (size_t i = 0; i < pp->numel; i++) {
+            switch (pp->init) {
+            case SB_INIT_UNIFORM: dst[i] = (2.0f * sb_rng_uniform(&r) - 1.0f) * bound; break;
+            case SB_INIT_NORMAL: dst[i] = pp->init_std * sb_rng_normal(&r); break;
+            case SB_INIT_ONES: dst[i] = 1.0f; break;
+            case SB_INIT_ZEROS: dst[i] = 0.0f; break;
+            }
+        }
     }
     be->i->upload(be, t->param, host, t->total * sizeof(float));
     free(host);
@@ -165,8 +200,12 @@ void sb_trainer_free(sb_trainer *t) {
     if (!t) return;
     sb_trace_writer_abort(t->tw);
     sb_cnn_free(t);
+    sb_rnn_free(t);
+    sb_tf_free(t);
     sb_backend *be = t->be;
     if (be) {
+        be->i->free(be, t->tok_in);
+        be->i->free(be, t->tok_tgt);
         be->i->free(be, t->param);
         be->i->free(be, t->grad);
         be->i->free(be, t->state);
@@ -187,6 +226,7 @@ void sb_trainer_free(sb_trainer *t) {
     sb_dataset_free(t->data);
     sb_batch_free(&t->cur);
     free(t->host_mask);
+    free(t->host_tok);
     free(t->order);
     free(t->border);
     free(t->scratch);
@@ -201,7 +241,7 @@ void sb_trainer_free(sb_trainer *t) {
 enum {
     OP_SHUFFLE, OP_BATCH, OP_AUGMENT, OP_UPLOAD, OP_MATMUL_FWD, OP_BIAS_FWD, OP_ACT_FWD,
     OP_DROPOUT_FWD, OP_XENT_FWD, OP_XENT_BWD, OP_WEIGHT_GRAD, OP_BIAS_GRAD, OP_MATMUL_BWD_INPUT,
-    OP_DROPOUT_BWD, OP_ACT_BWD, OP_OPTIMIZER
+    OP_DROPOUT_BWD, OP_ACT_BWD, OP_OPTIMIZER, OP_TOKENS
 };
 
 typedef struct opcall {
@@ -310,6 +350,20 @@ static void run_op(sb_trainer *t, void *arg) {
         k->act_backward(be, cfg->model.act, t->dz, t->drop[l] ? t->dd : t->da, t->pre[l],
                         (size_t)B * w[l]);
         return;
+    case OP_TOKENS: { /* [B, T+1] float ids → inputs [B, T], targets [B, T] */
+        int T = cfg->data.features - 1;
+        size_t n = (size_t)B * T;
+        float *rows = (float *)(t->host_tok + 2 * n); /* staging after the two id blocks */
+        k->download(be, rows, t->act[0], (size_t)B * (T + 1) * sizeof(float));
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < T; j++) {
+                t->host_tok[(size_t)b * T + j] = (int32_t)rows[(size_t)b * (T + 1) + j];
+                t->host_tok[n + (size_t)b * T + j] = (int32_t)rows[(size_t)b * (T + 1) + j + 1];
+            }
+        k->upload(be, t->tok_in, t->host_tok, n * sizeof(int32_t));
+        k->upload(be, t->tok_tgt, t->host_tok + n, n * sizeof(int32_t));
+        return;
+    }
     case OP_OPTIMIZER: {
         const sb_optim_config *o = &cfg->optim;
         if (t->n_slots == 2)
@@ -383,6 +437,14 @@ void sb_step_data(sb_trainer *t) {
         sb_view dst[2] = {F32(t->act[0], (size_t)B * F), I32(t->labels, B)};
         for (int i = 0; i < 2; i++) sb_cache_alias(t, &dst[i], &src[i]);
     }
+}
+
+void sb_step_tokens(sb_trainer *t) {
+    const sb_run_config *c = &t->cfg;
+    int B = c->batch, T = c->data.features - 1;
+    sb_view in[1] = {F32(t->act[0], (size_t)B * (T + 1))};
+    sb_view out[2] = {I32(t->tok_in, (size_t)B * T), I32(t->tok_tgt, (size_t)B * T)};
+    op(t, OP_TOKENS, 0, "data/tokens", SB_STAGE_DATA_BATCH, 1, in, 2, out, 0);
 }
 
 /* the MLP's forward and backward; *loss_out gets the loss */
@@ -488,7 +550,10 @@ void sb_step_optimizer(sb_trainer *t) {
 sb_status sb_trainer_step(sb_trainer *t, float *loss_out, sb_error *err) {
     float loss = 0.0f;
     sb_step_data(t);
-    sb_status st = t->cnn ? sb_cnn_step(t, &loss, err) : mlp_step(t, &loss, err);
+    sb_status st = t->cnn   ? sb_cnn_step(t, &loss, err)
+                   : t->rnn ? sb_rnn_step(t, &loss, err)
+                   : t->tf  ? sb_tf_step(t, &loss, err)
+                            : mlp_step(t, &loss, err);
     if (st != SB_OK) return st;
     sb_step_optimizer(t);
     t->step++;

@@ -7,11 +7,21 @@
 #include "engine.h"
 #include "trace.h"
 
+/* How a parameter starts (each from its own stream "init/<name>"):
+ * uniform in ±1/sqrt(fan_in) (PyTorch's Linear, Conv2d and GRU default),
+ * normal N(0, init_std²) (embeddings), or constant ones / zeros (norms). */
+typedef enum sb_init { SB_INIT_UNIFORM = 0, SB_INIT_NORMAL, SB_INIT_ONES, SB_INIT_ZEROS } sb_init;
+
+/* parameter tensors per model (the transformer: 2 + 12 per block + 3, 53 at 4 blocks) */
+#define SB_MAX_PARAMS 64
+
 typedef struct sb_param {
-    char name[32];
+    char name[48];
     int ndim;
     int64_t shape[4];
-    int fan_in;           /* init bound 1/sqrt(fan_in), PyTorch's Linear and Conv2d default */
+    sb_init init;
+    float init_std;       /* SB_INIT_NORMAL */
+    int fan_in;           /* SB_INIT_UNIFORM: bound 1/sqrt(fan_in) */
     size_t offset, numel; /* view into the parameter buffer, in floats */
 } sb_param;
 
@@ -29,7 +39,7 @@ typedef struct sb_hash_entry {
     sb_hash128 h;
 } sb_hash_entry;
 
-#define SB_OP_MAX_IO (4 * SB_MAX_LAYERS) /* the optimizer: every parameter and its gradient */
+#define SB_OP_MAX_IO (2 * SB_MAX_PARAMS) /* the optimizer: every parameter and its gradient */
 typedef struct sb_opspec {
     uint32_t id;
     sb_stage stage;
@@ -52,13 +62,15 @@ typedef struct sb_batch {
 
 typedef struct sb_loader sb_loader; /* pipeline.c */
 typedef struct sb_cnn sb_cnn;       /* cnn.c */
+typedef struct sb_rnn sb_rnn;       /* rnn.c */
+typedef struct sb_tf sb_tf;         /* transformer.c */
 
 struct sb_trainer {
     sb_run_config cfg;
     sb_backend *be;
     sb_dataset *data;
     int n_layers, n_params;
-    sb_param params[2 * SB_MAX_LAYERS];
+    sb_param params[SB_MAX_PARAMS];
     size_t total;          /* floats in the parameter buffer */
     int n_slots;           /* optimizer state slots: 1 (SGD momentum) or 2 (Adam m, v) */
     float *param, *grad, *state;        /* backend memory */
@@ -79,6 +91,10 @@ struct sb_trainer {
     int step;                           /* optimizer steps done */
     sb_loader *loader;                  /* parallel loader, NULL when loader_workers == 0 */
     sb_cnn *cnn;                        /* the CNN's buffers (cnn.c), NULL for the MLP */
+    sb_rnn *rnn;                        /* the recurrent net's (rnn.c) */
+    sb_tf *tf;                          /* the transformer's (transformer.c) */
+    int32_t *tok_in, *tok_tgt;          /* sequence models: backend memory, [batch, T] each */
+    int32_t *host_tok;                  /* host staging: ids, targets, then the [batch, T+1] float rows */
 
     /* unseeded streams: the entropy seed each one uses in this run, and a
      * second one for recheck's re-execution (a fresh process would draw anew) */
@@ -115,6 +131,13 @@ void sb_batch_free(sb_batch *b);
 void sb_step_data(sb_trainer *t);
 void sb_step_optimizer(sb_trainer *t);
 int sb_augmenting(const sb_run_config *c);
+/* Sequence models: the op "data/tokens" (stage data.batch) splits the batch's
+ * [batch, T+1] token rows in t->act[0] into t->tok_in (positions 0..T-1) and
+ * t->tok_tgt (positions 1..T), int32 [batch, T] each. */
+void sb_step_tokens(sb_trainer *t);
+/* Fills a parameter table entry at *off (in floats) and advances *off. */
+void sb_param_set(sb_param *pp, const char *name, int ndim, const int64_t *shape, sb_init init,
+                  int fan_in, float init_std, size_t *off);
 
 /* cnn.c: the CNN. sb_cnn_setup fills the parameter table (names, shapes,
  * offsets, fan_in; t->total) and allocates t->cnn; the trainer then allocates
@@ -123,6 +146,15 @@ int sb_augmenting(const sb_run_config *c);
 sb_status sb_cnn_setup(sb_trainer *t, sb_error *err);
 void sb_cnn_free(sb_trainer *t);
 sb_status sb_cnn_step(sb_trainer *t, float *loss, sb_error *err);
+
+/* rnn.c and transformer.c: the sequence models, the same three entry points
+ * as the CNN's. Their step starts with sb_step_tokens. */
+sb_status sb_rnn_setup(sb_trainer *t, sb_error *err);
+void sb_rnn_free(sb_trainer *t);
+sb_status sb_rnn_step(sb_trainer *t, float *loss, sb_error *err);
+sb_status sb_tf_setup(sb_trainer *t, sb_error *err);
+void sb_tf_free(sb_trainer *t);
+sb_status sb_tf_step(sb_trainer *t, float *loss, sb_error *err);
 
 /* tracing.c: op execution with tracing and recheck */
 void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), void *arg);

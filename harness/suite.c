@@ -488,12 +488,18 @@ static sb_status want_axis_value(const parser *p, const cJSON *v, const char *pa
 
 static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m, int *n_hidden,
                              int hidden[MAX_HIDDEN]) {
-    static const key_spec keys[] = {{"kind", 1},    {"hidden", 0}, {"activation", 0},
+    static const key_spec keys[] = {{"kind", 1},    {"hidden", 0},  {"activation", 0},
                                     {"dropout", 0}, {"channels", 0}, {"kernel", 0},
-                                    {"pool", 0}};
-    static const char *const kinds[] = {"mlp", "cnn"};
-    static const char *const mlp_only[] = {"hidden", "dropout"};
-    static const char *const cnn_only[] = {"channels", "kernel", "pool"};
+                                    {"pool", 0},    {"embed", 0},   {"d_model", 0},
+                                    {"heads", 0},   {"layers", 0},  {"mlp", 0},
+                                    {"tied", 0}};
+    static const char *const kinds[] = {"mlp", "cnn", "rnn", "transformer"};
+    /* the keys each kind takes besides "kind" (sb_model_config documents them) */
+    static const char *const kind_keys[4][6] = {
+        {"hidden", "activation", "dropout"},
+        {"channels", "kernel", "pool", "activation"},
+        {"embed", "hidden"},
+        {"d_model", "heads", "layers", "mlp", "tied"}};
     static const char *const pools[] = {"max", "avg"}; /* sb_pool order */
     static const range dropout_range = {0, 1, 0, 1};
     static const char *const acts[] = {"relu", "tanh", "gelu"};
@@ -507,12 +513,41 @@ static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m
     if ((st = want_choice(p, member(v, "kind"), "model.kind", kinds, N_KEYS(kinds), &k)) != SB_OK)
         return st;
     snprintf(m->kind, sizeof m->kind, "%s", kinds[k]);
-    int cnn = k == 1;
-    for (int i = 0; i < (cnn ? N_KEYS(mlp_only) : N_KEYS(cnn_only)); i++) {
-        const char *key = cnn ? mlp_only[i] : cnn_only[i];
-        path_key(path, "model", key);
-        if (member(v, key))
+    int kind = k;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        int ok = !strcmp(c->string, "kind");
+        for (int i = 0; i < 6 && kind_keys[kind][i] && !ok; i++)
+            ok = !strcmp(c->string, kind_keys[kind][i]);
+        if (!ok) {
+            path_key(path, "model", c->string);
             return fail(p, SB_ERR_FORMAT, path, "not a key of model.kind \"%s\"", m->kind);
+        }
+    }
+    if (kind >= 2) { /* the sequence models */
+        static const struct { const char *key; int lo, hi, def; } sizes[] = {
+            {"embed", 1, 1024, 16}, {"hidden", 1, 1024, 64}, {"d_model", 1, 1024, 64},
+            {"heads", 1, 1024, 4},  {"layers", 1, SB_MAX_BLOCKS, 2}, {"mlp", 1, 4096, 256}};
+        int *dst[] = {&m->embed, &m->hidden, &m->d_model, &m->heads, &m->layers, &m->mlp};
+        for (int i = 0; i < N_KEYS(sizes); i++) {
+            int64_t val = sizes[i].def;
+            path_key(path, "model", sizes[i].key);
+            if ((x = member(v, sizes[i].key)) != NULL &&
+                (st = want_int(p, x, path, sizes[i].lo, sizes[i].hi, &val)) != SB_OK)
+                return st;
+            *dst[i] = (int)val;
+        }
+        m->tied = 0;
+        if ((x = member(v, "tied")) != NULL) {
+            if (!cJSON_IsBool(x)) return fail(p, SB_ERR_FORMAT, "model.tied", "expected true or false");
+            m->tied = cJSON_IsTrue(x);
+        }
+        if (kind == 3 && m->d_model % m->heads != 0)
+            return fail(p, SB_ERR_ARG, "model.heads", "%d heads do not divide d_model %d", m->heads,
+                        m->d_model);
+        m->act = SB_ACT_GELU;
+        m->dropout = 0.0f;
+        *n_hidden = 0;
+        return SB_OK;
     }
     m->channels[0] = 8;
     m->channels[1] = 16;
@@ -544,7 +579,7 @@ static sb_status parse_model(const parser *p, const cJSON *v, sb_model_config *m
 
     *n_hidden = 1;
     hidden[0] = 32;
-    if ((x = member(v, "hidden")) != NULL) {
+    if (kind == 0 && (x = member(v, "hidden")) != NULL) {
         if ((st = want_array(p, x, "model.hidden", 0, MAX_HIDDEN, n_hidden)) != SB_OK) return st;
         int i = 0;
         for (const cJSON *c = x->child; c; c = c->next, i++) {
@@ -689,6 +724,30 @@ static sb_status parse_data_shapes(const parser *p, const cJSON *v, sb_data_conf
     return SB_OK;
 }
 
+/* data.kind "chars": token sequences cut from a corpus the engine draws
+ * (engine/data.c); features = seq_len + 1 (inputs and the last target),
+ * classes = vocab. */
+static sb_status parse_data_chars(const parser *p, const cJSON *v, sb_data_config *d) {
+    static const range noise_range = {0, 1, 0, 1};
+    const cJSON *x;
+    sb_status st;
+    int64_t i = 0;
+    if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK) return st;
+    d->samples = (int)i;
+    if ((st = want_int(p, member(v, "seq_len"), "data.seq_len", 1, 256, &i)) != SB_OK) return st;
+    d->features = (int)i + 1;
+    if ((st = want_int(p, member(v, "vocab"), "data.vocab", 2, SB_CHARS_MAX_VOCAB, &i)) != SB_OK)
+        return st;
+    d->classes = (int)i;
+    d->noise = 0.1f;
+    if ((x = member(v, "noise")) != NULL) {
+        double noise = 0;
+        if ((st = want_number(p, x, "data.noise", &noise_range, 1, &noise)) != SB_OK) return st;
+        d->noise = (float)noise;
+    }
+    return SB_OK;
+}
+
 static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) {
     static const key_spec keys[] = {{"kind", 1},    {"samples", 1}, {"features", 1},
                                     {"classes", 1}, {"noise", 0},   {"shuffle", 0},
@@ -697,13 +756,16 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
                                            {"channels", 1}, {"height", 1},  {"width", 1},
                                            {"noise", 0},  {"shuffle", 0}, {"augment", 0},
                                            {"loader", 0}};
+    static const key_spec chars_keys[] = {{"kind", 1},    {"samples", 1}, {"seq_len", 1},
+                                          {"vocab", 1},   {"noise", 0},   {"shuffle", 0},
+                                          {"loader", 0}};
     static const key_spec aug_keys[] = {{"noise", 0}, {"feature_drop", 0}, {"flip", 0},
                                         {"shift", 0}};
     static const key_spec loader_keys[] = {{"workers", 1}, {"order", 0}};
     static const char *const orders[] = {"ordered", "completion"};
     static const range drop_range = {0, 1, 0, 1};
     static const range flip_range = {0, 1, 0, 0};
-    static const char *const kinds[] = {"blobs", "spirals", "idx", "csv", "npy", "shapes"};
+    static const char *const kinds[] = {"blobs", "spirals", "idx", "csv", "npy", "shapes", "chars"};
     static const key_spec file_keys[] = {{"kind", 1},  {"x", 0},           {"y", 0},
                                          {"path", 0},  {"label_column", 0}, {"header", 0},
                                          {"scale", 0}, {"classes", 0},     {"shuffle", 0},
@@ -719,8 +781,10 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
     x = member(v, "kind");
     int files = cJSON_IsString(x) && sb_data_kind_is_file(x->valuestring);
     int shapes = cJSON_IsString(x) && !strcmp(x->valuestring, "shapes");
+    int chars = cJSON_IsString(x) && !strcmp(x->valuestring, "chars");
     if ((st = files    ? check_keys(p, v, "data", file_keys, N_KEYS(file_keys))
               : shapes ? check_keys(p, v, "data", shapes_keys, N_KEYS(shapes_keys))
+              : chars  ? check_keys(p, v, "data", chars_keys, N_KEYS(chars_keys))
                        : check_keys(p, v, "data", keys, N_KEYS(keys))) != SB_OK)
         return st;
     if ((st = want_choice(p, member(v, "kind"), "data.kind", kinds, N_KEYS(kinds), &k)) != SB_OK)
@@ -733,6 +797,8 @@ static sb_status parse_data(const parser *p, const cJSON *v, sb_data_config *d) 
         if ((st = parse_data_files(p, v, d)) != SB_OK) return st;
     } else if (shapes) {
         if ((st = parse_data_shapes(p, v, d)) != SB_OK) return st;
+    } else if (chars) {
+        if ((st = parse_data_chars(p, v, d)) != SB_OK) return st;
     } else {
         if ((st = want_int(p, member(v, "samples"), "data.samples", 2, 1000000, &i)) != SB_OK)
             return st;
@@ -1567,9 +1633,20 @@ static sb_suite *parse_text(const char *text, size_t len, const char *label, con
         s->base.model.widths[0] = s->base.data.features;
         for (int i = 0; i < n_hidden; i++) s->base.model.widths[1 + i] = hidden[i];
         s->base.model.widths[n_hidden + 1] = s->base.data.classes;
-    } else if (s->base.data.height < 1) {
+    } else if (!strcmp(s->base.model.kind, "cnn") && s->base.data.height < 1) {
         fail(&p, SB_ERR_ARG, "model.kind", "a cnn needs image data (data.kind \"shapes\")");
         goto fail;
+    }
+    {
+        int seq_model = !strcmp(s->base.model.kind, "rnn") ||
+                        !strcmp(s->base.model.kind, "transformer");
+        int tokens = !strcmp(s->base.data.kind, "chars");
+        if (seq_model != tokens) {
+            fail(&p, SB_ERR_ARG, "model.kind", tokens ? "token data (data.kind \"chars\") needs "
+                 "model.kind \"rnn\" or \"transformer\"" : "a %s needs token data (data.kind "
+                 "\"chars\")", s->base.model.kind);
+            goto fail;
+        }
     }
     if (parse_train(&p, member(root, "train"), s->base.data.samples, &s->base) != SB_OK)
         goto fail;

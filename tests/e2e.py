@@ -441,7 +441,7 @@ def canonical_suite_should_give_the_same_bits_on_any_threads_backend_and_simd_pa
     s = load_summary(out)
     check(all(r["status"] == "ok" and r["config"]["mode"] == "canonical" for r in s["runs"]),
           "a run failed or was not canonical")
-    check(all(c["status"] == "pass" for c in s["checks"]) and len(s["checks"]) == 6,
+    check(all(c["status"] == "pass" for c in s["checks"]) and len(s["checks"]) == 12,
           f"checks: {[(c['name'], c['status']) for c in s['checks']]}")
     out2 = os.path.join(tmp, "scalar")
     env = dict(os.environ, SB_CANONICAL_ISA="scalar")
@@ -477,6 +477,98 @@ def cnn_suite_should_pass_against_its_blessed_baseline(tmp):
     shapes = {t["name"]: t["shape"] for t in json.loads(p.stdout)["tensors"]}
     check(shapes.get("conv1.weight") == [4, 1, 3, 3] and shapes.get("conv2.weight") == [8, 4, 3, 3]
           and shapes.get("fc.weight") == [6, 8 * 7 * 7], f"not PyTorch's layouts: {shapes}")
+
+
+def rnn_suite_should_pass_against_its_blessed_baseline(tmp):
+    # suites/rnn.json: the GRU on chars, repeatable (bitwise), cross over
+    # threads and backends, and its blessed baselines in baselines/rnn; the
+    # loss falls, the trace names every op of the model and the checkpoint
+    # holds nn.Embedding / nn.GRU / nn.Linear's names and shapes
+    out = os.path.join(tmp, "res")
+    p = run("run", os.path.join(SRC, "suites/rnn.json"), "--out", out,
+            "--baselines", os.path.join(SRC, "baselines"), "-j", "2", expect=0)
+    check("verdict: PASS" in p.stdout, f"no PASS verdict in:\n{p.stdout}")
+    s = load_summary(out)
+    check(all(r["status"] == "ok" for r in s["runs"]), "a run failed")
+    check(all(c["status"] == "pass" and c["comparisons"] for c in s["checks"]),
+          f"checks: {[(c['name'], c['status']) for c in s['checks']]}")
+    check({c["kind"] for c in s["checks"]} == {"repeatable", "cross", "baseline"},
+          "rnn.json must have repeatable, cross and baseline checks")
+    run_dir = os.path.join(out, "runs", "seed1-ref-deterministic-t1-r0")
+    with open(os.path.join(run_dir, "run.json")) as f:
+        losses = json.load(f)["losses"]
+    first, last = sum(losses[:5]) / 5, sum(losses[-20:]) / 20
+    check(last < first / 3, f"the loss did not fall clearly: {first:.3f} -> {last:.3f}")
+    with open(os.path.join(run_dir, "trace.sbt"), "rb") as f:
+        trace = f.read()
+    for op in ("data/tokens", "data/time_major", "embed/lookup.fwd", "gru/input.fwd",
+               "gru/step.fwd", "fc/matmul.fwd", "fc/bias.fwd", "loss/xent.fwd", "loss/xent.bwd",
+               "fc/matmul.bwd_weight", "fc/bias.grad", "fc/matmul.bwd_input", "gru/step.bwd",
+               "gru/weight_hh.grad", "gru/bias_hh.grad", "gru/weight_ih.grad", "gru/bias_ih.grad",
+               "gru/input.bwd", "embed/scatter_add.bwd", "adam/update"):
+        check(op.encode() in trace, f"the trace names no op {op}")
+    p = run("inspect", "--json", os.path.join(run_dir, "weights.safetensors"), expect=0)
+    shapes = {t["name"]: t["shape"] for t in json.loads(p.stdout)["tensors"]
+              if not t["name"].startswith("optim.")}
+    want = {"embed.weight": [27, 16], "gru.weight_ih_l0": [192, 16],
+            "gru.weight_hh_l0": [192, 64], "gru.bias_ih_l0": [192], "gru.bias_hh_l0": [192],
+            "fc.weight": [27, 64], "fc.bias": [27]}
+    check(shapes == want, f"not PyTorch's names and layouts: {shapes}")
+
+
+def transformer_suite_should_pass_against_its_blessed_baseline(tmp):
+    # suites/transformer.json: the tiny GPT-style transformer on chars,
+    # repeatable (bitwise), cross over threads and backends, and its blessed
+    # baselines in baselines/transformer; the loss falls, the trace names
+    # every op of the model as a layer path and the checkpoint holds the torch
+    # module's names and shapes (tests/parity_transformer.py)
+    out = os.path.join(tmp, "res")
+    p = run("run", os.path.join(SRC, "suites/transformer.json"), "--out", out,
+            "--baselines", os.path.join(SRC, "baselines"), "-j", "2", expect=0)
+    check("verdict: PASS" in p.stdout, f"no PASS verdict in:\n{p.stdout}")
+    s = load_summary(out)
+    check(all(r["status"] == "ok" for r in s["runs"]), "a run failed")
+    check(all(c["status"] == "pass" and c["comparisons"] for c in s["checks"]),
+          f"checks: {[(c['name'], c['status']) for c in s['checks']]}")
+    check({c["kind"] for c in s["checks"]} == {"repeatable", "cross", "baseline"},
+          "transformer.json must have repeatable, cross and baseline checks")
+    run_dir = os.path.join(out, "runs", "seed1-ref-deterministic-t1-r0")
+    with open(os.path.join(run_dir, "run.json")) as f:
+        losses = json.load(f)["losses"]
+    first, last = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
+    check(last < first / 2, f"the loss did not fall clearly: {first:.3f} -> {last:.3f}")
+    with open(os.path.join(run_dir, "trace.sbt"), "rb") as f:
+        trace = f.read()
+    block = ("ln1.fwd", "attn.qkv/matmul.fwd", "attn.qkv/bias.fwd", "attn/split_heads.fwd",
+             "attn/sdpa.fwd", "attn/merge_heads.fwd", "attn.proj/matmul.fwd", "attn.proj/bias.fwd",
+             "residual1.fwd", "ln2.fwd", "mlp.fc/matmul.fwd", "mlp.fc/bias.fwd", "mlp/gelu.fwd",
+             "mlp.proj/matmul.fwd", "mlp.proj/bias.fwd", "residual2.fwd", "residual2.bwd",
+             "mlp.proj/matmul.bwd_weight", "mlp.proj/bias.grad", "mlp.proj/matmul.bwd_input",
+             "mlp/gelu.bwd", "mlp.fc/matmul.bwd_weight", "ln2.bwd", "residual1.bwd",
+             "attn.proj/matmul.bwd_input", "attn/merge_heads.bwd", "attn/sdpa.bwd",
+             "attn/split_heads.bwd", "attn.qkv/matmul.bwd_weight", "attn.qkv/bias.grad",
+             "attn.qkv/matmul.bwd_input", "ln1.bwd")
+    ops = ["data/tokens", "wte/lookup.fwd", "wpe/add.fwd", "ln_f.fwd", "head/matmul.fwd",
+           "loss/xent.fwd", "loss/xent.bwd", "head/matmul.bwd_weight", "head/matmul.bwd_input",
+           "ln_f.bwd", "wpe/add.bwd", "wte/scatter_add.bwd", "adam/update"]
+    ops += [f"blocks.{i}/{op}" for i in (0, 1) for op in block]
+    for op in ops:
+        check(op.encode() in trace, f"the trace names no op {op}")
+    p = run("inspect", "--json", os.path.join(run_dir, "weights.safetensors"), expect=0)
+    shapes = {t["name"]: t["shape"] for t in json.loads(p.stdout)["tensors"]
+              if not t["name"].startswith("optim.")}
+    V, T, C, M = 27, 32, 64, 256
+    want = {"wte.weight": [V, C], "wpe.weight": [T, C], "ln_f.weight": [C], "ln_f.bias": [C],
+            "head.weight": [V, C]}
+    for i in (0, 1):
+        b = f"blocks.{i}."
+        want.update({b + "ln1.weight": [C], b + "ln1.bias": [C],
+                     b + "attn.qkv.weight": [3 * C, C], b + "attn.qkv.bias": [3 * C],
+                     b + "attn.proj.weight": [C, C], b + "attn.proj.bias": [C],
+                     b + "ln2.weight": [C], b + "ln2.bias": [C],
+                     b + "mlp.fc.weight": [M, C], b + "mlp.fc.bias": [M],
+                     b + "mlp.proj.weight": [C, M], b + "mlp.proj.bias": [C]})
+    check(shapes == want, f"not the torch module's names and layouts: {shapes}")
 
 
 # ------------------------------------------------- environment fingerprint

@@ -22,7 +22,9 @@ set(SB_E2E_CASES
   env_command_should_print_the_fingerprint_with_warnings_first
   runs_should_record_the_environment_in_run_json_checkpoint_and_summary
   baseline_from_another_environment_should_name_the_fields_and_use_the_fallback
-  cnn_suite_should_pass_against_its_blessed_baseline)
+  cnn_suite_should_pass_against_its_blessed_baseline
+  rnn_suite_should_pass_against_its_blessed_baseline
+  transformer_suite_should_pass_against_its_blessed_baseline)
 foreach(c ${SB_E2E_CASES})
   add_test(NAME e2e.${c}
            COMMAND ${SB_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e.py $<TARGET_FILE:samebits>

@@ -12,6 +12,7 @@ sb_add_test_exe(test_suite
     where_should_match_only_the_listed_axis_values
     axis_names_should_parse_both_spellings_and_print_values
     suite_should_reject_each_bad_suite_naming_its_json_path
+    suite_should_parse_the_sequence_models_and_reject_their_bad_keys
     suite_should_report_malformed_text_with_line_and_column
     suite_should_refuse_a_matrix_of_more_than_100000_runs
     suite_load_should_read_a_file_and_name_it_in_errors

@@ -528,10 +528,11 @@ static const bad_edit BAD_EDITS[] = {
     /* model */
     {"model", "[]", 0, F, "model", "expected an object, got an array"},
     {"model.kind", NULL, 0, F, "model", "missing required key \"kind\""},
-    {"model.kind", "\"rnn\"", 0, A, "model.kind", "expected one of \"mlp\", \"cnn\", got \"rnn\""},
+    {"model.kind", "\"lstm\"", 0, A, "model.kind",
+     "expected one of \"mlp\", \"cnn\", \"rnn\", \"transformer\", got \"lstm\""},
     {"model.kind", "\"cnn\"", 0, F, "model.hidden", "not a key of model.kind \"cnn\""},
     {"model.kind", NULL, 1, F, "model", "duplicate key \"kind\""},
-    {"model.layers", "2", 0, F, "model", "unknown key \"layers\""},
+    {"model.depth", "2", 0, F, "model", "unknown key \"depth\""},
     {"model.hidden", "[1, 2, 3, 4, 5, 6, 7, 8]", 0, A, "model.hidden", "at most 7"},
     {"model.hidden", "16", 0, F, "model.hidden", "expected an array, got 16"},
     {"model.hidden[1]", "0", 0, A, "model.hidden[1]", "expected an integer in 1..4096, got 0"},
@@ -723,6 +724,128 @@ static const bad_text BAD_TEXTS[] = {
     {NULL, "null", F, "", "expected a JSON object at the top level, got null"},
 };
 
+/* The sequence models and their token data: values, defaults, and each bad
+ * key or value named by its path. */
+static char *seq_suite(const char *model, const char *data) {
+    static const char fmt[] =
+        "{\"name\": \"seq\", \"model\": %s, \"data\": %s,\n"
+        " \"train\": {\"steps\": 3, \"batch\": 4, \"optimizer\": {\"name\": \"sgd\", \"lr\": 0.1}},\n"
+        " \"checks\": [{\"name\": \"rep\", \"kind\": \"repeatable\", \"expect\": \"bitwise\"}]}";
+    size_t n = strlen(fmt) + strlen(model) + strlen(data) + 1;
+    char *out = malloc(n);
+    SB_ASSERT(out);
+    snprintf(out, n, fmt, model, data);
+    return out;
+}
+
+static int suite_should_parse_the_sequence_models_and_reject_their_bad_keys(void) {
+    static const char chars[] =
+        "{\"kind\": \"chars\", \"samples\": 40, \"seq_len\": 12, \"vocab\": 27}";
+    sb_error err;
+    char *text = seq_suite("{\"kind\": \"rnn\", \"embed\": 8, \"hidden\": 24}", chars);
+    sb_suite *s = parse(text, &err);
+    free(text);
+    CHECK(s != NULL, "rnn suite: %s", err.msg);
+    const sb_run_config *b = &s->base;
+    CHECK(!strcmp(b->model.kind, "rnn") && b->model.embed == 8 && b->model.hidden == 24,
+          "rnn sizes %d %d", b->model.embed, b->model.hidden);
+    CHECK(!strcmp(b->data.kind, "chars") && b->data.samples == 40 && b->data.features == 13 &&
+              b->data.classes == 27 && b->data.noise == 0.1f,
+          "chars: features = seq_len + 1, classes = vocab, noise defaults to 0.1");
+    CHECK(sb_run_config_validate(b, &err) == SB_OK, "validate: %s", err.msg);
+    sb_suite_free(s);
+
+    text = seq_suite("{\"kind\": \"transformer\", \"tied\": true}", chars);
+    s = parse(text, &err);
+    free(text);
+    CHECK(s != NULL, "transformer suite: %s", err.msg);
+    b = &s->base;
+    CHECK(b->model.d_model == 64 && b->model.heads == 4 && b->model.layers == 2 &&
+              b->model.mlp == 256 && b->model.tied == 1,
+          "transformer defaults: d_model 64, heads 4, layers 2, mlp 256; tied as given");
+    CHECK(sb_run_config_validate(b, &err) == SB_OK, "validate: %s", err.msg);
+    char *json = sb_run_config_to_json(b);
+    CHECK(json && strstr(json, "\"d_model\":64") && strstr(json, "\"tied\":true"),
+          "config JSON: %s", json ? json : "(null)");
+    free(json);
+    sb_suite_free(s);
+
+    static const struct {
+        const char *model, *data;
+        sb_status status;
+        const char *where, *want;
+    } bad[] = {
+        {"{\"kind\": \"rnn\", \"heads\": 2}", chars, F, "model.heads",
+         "not a key of model.kind \"rnn\""},
+        {"{\"kind\": \"transformer\", \"hidden\": 2}", chars, F, "model.hidden",
+         "not a key of model.kind \"transformer\""},
+        {"{\"kind\": \"mlp\", \"embed\": 2}", chars, F, "model.embed",
+         "not a key of model.kind \"mlp\""},
+        {"{\"kind\": \"rnn\", \"hidden\": 0}", chars, A, "model.hidden",
+         "expected an integer in 1..1024, got 0"},
+        {"{\"kind\": \"rnn\", \"hidden\": [8]}", chars, F, "model.hidden", "got an array"},
+        {"{\"kind\": \"transformer\", \"d_model\": 30, \"heads\": 4}", chars, A, "model.heads",
+         "4 heads do not divide d_model 30"},
+        {"{\"kind\": \"transformer\", \"layers\": 5}", chars, A, "model.layers",
+         "expected an integer in 1..4, got 5"},
+        {"{\"kind\": \"transformer\", \"tied\": 1}", chars, F, "model.tied",
+         "expected true or false"},
+        {"{\"kind\": \"rnn\"}",
+         "{\"kind\": \"blobs\", \"samples\": 40, \"features\": 4, \"classes\": 3}", A,
+         "model.kind", "a rnn needs token data"},
+        {"{\"kind\": \"mlp\"}", chars, A, "model.kind", "token data (data.kind \"chars\") needs"},
+        {"{\"kind\": \"rnn\"}",
+         "{\"kind\": \"chars\", \"samples\": 40, \"seq_len\": 12, \"vocab\": 65}", A,
+         "data.vocab", "expected an integer in 2..64, got 65"},
+        {"{\"kind\": \"rnn\"}", "{\"kind\": \"chars\", \"samples\": 40, \"vocab\": 27}", F,
+         "data", "missing required key \"seq_len\""},
+        {"{\"kind\": \"rnn\"}",
+         "{\"kind\": \"chars\", \"samples\": 40, \"seq_len\": 4, \"vocab\": 27, "
+         "\"augment\": {\"noise\": 1}}",
+         F, "data", "unknown key \"augment\""},
+        {"{\"kind\": \"rnn\"}",
+         "{\"kind\": \"chars\", \"samples\": 40, \"seq_len\": 4, \"vocab\": 27, "
+         "\"noise\": 1}",
+         A, "data.noise", "got 1"},
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "sequence case %zu", i);
+        text = seq_suite(bad[i].model, bad[i].data);
+        failures += expect_failure(what, text, strlen(text), bad[i].status, bad[i].where,
+                                   bad[i].want);
+        free(text);
+    }
+    CHECK(failures == 0, "%d sequence-model suites were not rejected as expected", failures);
+
+    /* the engine's own check, for configs filled by hand */
+    sb_run_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.model.kind, sizeof c.model.kind, "transformer");
+    c.model.d_model = 32;
+    c.model.heads = 3;
+    c.model.layers = 1;
+    c.model.mlp = 64;
+    snprintf(c.data.kind, sizeof c.data.kind, "chars");
+    c.data.samples = 10;
+    c.data.features = 9;
+    c.data.classes = 27;
+    c.batch = 2;
+    c.steps = 1;
+    c.threads = 1;
+    snprintf(c.optim.name, sizeof c.optim.name, "sgd");
+    c.optim.lr = 0.1f;
+    CHECK(sb_run_config_validate(&c, &err) == SB_ERR_ARG && strstr(err.msg, "model.heads"),
+          "heads 3 of 32: %s", err.msg);
+    c.model.heads = 4;
+    CHECK(sb_run_config_validate(&c, &err) == SB_OK, "valid: %s", err.msg);
+    c.data.aug_noise = 0.5f;
+    CHECK(sb_run_config_validate(&c, &err) == SB_ERR_ARG && strstr(err.msg, "data.augment"),
+          "token data with noise augmentation: %s", err.msg);
+    return 0;
+}
+
 static int suite_should_report_malformed_text_with_line_and_column(void) {
     int failures = 0;
     for (size_t i = 0; i < sizeof BAD_TEXTS / sizeof BAD_TEXTS[0]; i++) {
@@ -861,6 +984,7 @@ static const sb_test_case CASES[] = {
     SB_CASE(where_should_match_only_the_listed_axis_values),
     SB_CASE(axis_names_should_parse_both_spellings_and_print_values),
     SB_CASE(suite_should_reject_each_bad_suite_naming_its_json_path),
+    SB_CASE(suite_should_parse_the_sequence_models_and_reject_their_bad_keys),
     SB_CASE(suite_should_report_malformed_text_with_line_and_column),
     SB_CASE(suite_should_refuse_a_matrix_of_more_than_100000_runs),
     SB_CASE(suite_load_should_read_a_file_and_name_it_in_errors),
