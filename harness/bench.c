@@ -5,6 +5,10 @@
  * PyTorch so tools/bench can print the ratio from one invocation):
  *   smoke — 16-32-32-4, tanh, batch 32 (the model of suites/smoke.json)
  *   mlp784 — 784-256-256-10, relu, batch 64
+ *   cnn — conv(1→8) relu maxpool conv(8→16) relu maxpool fc, 1×28×28, batch 32
+ *   rnn — chars (vocab 27, 32 tokens), embed 16, GRU 64, batch 16
+ *   transformer — chars (vocab 27, 32 tokens), d_model 64, 4 heads, 2 blocks,
+ *                 mlp 256, untied head, batch 16
  * Each is timed with SGD (momentum 0.9) and Adam, 1 and 2 threads, modes
  * deterministic, fast and canonical: warm-up steps, then timed steps, best
  * of `reps`. `--gemm` hands over to bench_gemm.c (GEMM GFLOP/s).
@@ -20,16 +24,19 @@ int sb_cmd_bench_gemm(int argc, char **argv); /* bench_gemm.c */
 
 typedef struct bench_model {
     const char *name;
-    int widths[4];     /* mlp; for the cnn: {pixels, unused, unused, classes} */
+    const char *kind;  /* model.kind */
+    int widths[4];     /* mlp; cnn: {pixels, unused, unused, classes}; sequence models:
+                        * {tokens + 1, unused, unused, vocabulary} */
     sb_act act;
     int batch, samples;
-    int cnn;           /* 1: the CNN on 1x28x28 shapes, channels 8 and 16, kernel 3, max-pool */
 } bench_model;
 
 static const bench_model MODELS[] = {
-    {"smoke", {16, 32, 32, 4}, SB_ACT_TANH, 32, 512, 0},
-    {"mlp784", {784, 256, 256, 10}, SB_ACT_RELU, 64, 4096, 0},
-    {"cnn", {784, 0, 0, 10}, SB_ACT_RELU, 32, 1024, 1},
+    {"smoke", "mlp", {16, 32, 32, 4}, SB_ACT_TANH, 32, 512},
+    {"mlp784", "mlp", {784, 256, 256, 10}, SB_ACT_RELU, 64, 4096},
+    {"cnn", "cnn", {784, 0, 0, 10}, SB_ACT_RELU, 32, 1024},
+    {"rnn", "rnn", {33, 0, 0, 27}, SB_ACT_TANH, 16, 512},
+    {"transformer", "transformer", {33, 0, 0, 27}, SB_ACT_GELU, 16, 512},
 };
 
 static void usage(FILE *f) {
@@ -40,7 +47,7 @@ static void usage(FILE *f) {
             "  --steps N      timed steps per measurement (default 300)\n"
             "  --reps N       measurements, best kept (default 3)\n"
             "  --threads L    comma-separated thread counts (default 1,2)\n"
-            "  --model NAME   only this model (smoke, mlp784, cnn)\n"
+            "  --model NAME   only this model (smoke, mlp784, cnn, rnn, transformer)\n"
             "  --optimizer O  only this optimizer (sgd, adam)\n"
             "  --mode M       only this mode (deterministic, fast, canonical)\n"
             "  --trace        also time each configuration with tracing on (as runs do)\n"
@@ -58,8 +65,18 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
     c.data.features = m->widths[0];
     c.data.classes = m->widths[3];
     c.data.noise = 1.0f;
-    if (m->cnn) {
-        snprintf(c.model.kind, sizeof c.model.kind, "cnn");
+    snprintf(c.model.kind, sizeof c.model.kind, "%s", m->kind);
+    if (!strcmp(m->kind, "rnn") || !strcmp(m->kind, "transformer")) {
+        c.model.embed = 16;
+        c.model.hidden = 64;
+        c.model.d_model = 64;
+        c.model.heads = 4;
+        c.model.layers = 2;
+        c.model.mlp = 256;
+        c.model.tied = 0;
+        snprintf(c.data.kind, sizeof c.data.kind, "chars");
+        c.data.noise = 0.1f;
+    } else if (!strcmp(m->kind, "cnn")) {
         c.model.channels[0] = 8;
         c.model.channels[1] = 16;
         c.model.kernel = 3;
@@ -70,7 +87,6 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
         c.data.width = 28;
         c.data.noise = 0.1f;
     } else {
-        snprintf(c.model.kind, sizeof c.model.kind, "mlp");
         c.model.n_widths = 4;
         memcpy(c.model.widths, m->widths, sizeof m->widths);
         snprintf(c.data.kind, sizeof c.data.kind, "blobs");

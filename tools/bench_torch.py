@@ -19,10 +19,70 @@ MODELS = {  # kept in step with harness/bench.c
     "mlp784": dict(widths=[784, 256, 256, 10], act=torch.nn.ReLU, batch=64, samples=4096),
     # conv(1->8, 3x3, pad 1) relu maxpool2 conv(8->16) relu maxpool2 fc(16*7*7 -> 10)
     "cnn": dict(widths=[784, 0, 0, 10], act=torch.nn.ReLU, batch=32, samples=1024, cnn=True),
+    # token sequences: 32 inputs (+1 target) over a vocabulary of 27
+    "rnn": dict(widths=[33, 0, 0, 27], batch=16, samples=512, seq="rnn"),
+    "transformer": dict(widths=[33, 0, 0, 27], batch=16, samples=512, seq="transformer"),
 }
 
 
+class GRUNet(torch.nn.Module):
+    """Embedding(27, 16) → GRU(16, 64), h0 = 0 → Linear(64, 27) at every position."""
+
+    def __init__(self, vocab, embed=16, hidden=64):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, embed)
+        self.gru = torch.nn.GRU(embed, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, idx):
+        h, _ = self.gru(self.embed(idx))
+        return self.fc(h)
+
+
+class Block(torch.nn.Module):
+    def __init__(self, c, heads, mlp):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = torch.nn.LayerNorm(c), torch.nn.LayerNorm(c)
+        self.qkv, self.proj = torch.nn.Linear(c, 3 * c), torch.nn.Linear(c, c)
+        self.fc, self.fc_proj = torch.nn.Linear(c, mlp), torch.nn.Linear(mlp, c)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        H, D = self.heads, C // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / D ** 0.5)
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + self.proj(y)
+        return x + self.fc_proj(torch.nn.functional.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class TinyGPT(torch.nn.Module):
+    """Token + position embedding (64) → 2 pre-norm blocks (4 heads, MLP 256) →
+    layer norm → untied head."""
+
+    def __init__(self, vocab, T, c=64, heads=4, layers=2, mlp=256):
+        super().__init__()
+        self.wte, self.wpe = torch.nn.Embedding(vocab, c), torch.nn.Embedding(T, c)
+        self.blocks = torch.nn.ModuleList(Block(c, heads, mlp) for _ in range(layers))
+        self.ln_f = torch.nn.LayerNorm(c)
+        self.head = torch.nn.Linear(c, vocab, bias=False)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for b in self.blocks:
+            x = b(x)
+        return self.head(self.ln_f(x))
+
+
 def build(m):
+    if m.get("seq") == "rnn":
+        return GRUNet(m["widths"][-1])
+    if m.get("seq") == "transformer":
+        return TinyGPT(m["widths"][-1], m["widths"][0] - 1)
     if m.get("cnn"):
         return torch.nn.Sequential(
             torch.nn.Conv2d(1, 8, 3, padding=1), m["act"](), torch.nn.MaxPool2d(2),
@@ -44,6 +104,8 @@ def measure(name, opt_name, threads, steps, reps):
     centres = 3 * torch.randn(m["widths"][-1], m["widths"][0], generator=g)
     y = torch.arange(m["samples"]) % m["widths"][-1]
     x = centres[y] + torch.randn(m["samples"], m["widths"][0], generator=g)
+    if m.get("seq"):  # token rows: inputs are the first T, targets the last T
+        x = torch.randint(0, m["widths"][-1], (m["samples"], m["widths"][0]), generator=g)
     if m.get("cnn"):
         x = x.reshape(m["samples"], 1, 28, 28)
     model = build(m)
@@ -63,7 +125,11 @@ def measure(name, opt_name, threads, steps, reps):
         state["pos"] += B
         xb, yb = x[idx], y[idx]
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
+        if m.get("seq"):
+            logits = model(xb[:, :-1])
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), xb[:, 1:].reshape(-1))
+        else:
+            loss = loss_fn(model(xb), yb)
         loss.backward()
         opt.step()
         return loss
