@@ -17,6 +17,7 @@
  */
 #include "harness.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -50,14 +51,16 @@ static void usage(FILE *f) {
             "  --model NAME   only this model (smoke, mlp784, cnn, rnn, transformer)\n"
             "  --optimizer O  only this optimizer (sgd, adam)\n"
             "  --mode M       only this mode (deterministic, fast, canonical)\n"
-            "  --trace        also time each configuration with tracing on (as runs do)\n"
-            "                 and report the overhead\n"
+            "  --trace        also time each configuration with tracing on (as runs do):\n"
+            "                 untraced and traced blocks alternate in one process; medians\n"
             "  --json         one JSON object per line instead of a table\n"
             "  --gemm         GEMM GFLOP/s instead: canonical vs OpenBLAS (--gemm --help)\n");
 }
 
-static double measure(const bench_model *m, const char *opt, sb_mode mode, int threads,
-                      int steps, int reps, int trace, sb_error *err) {
+/* A warmed-up trainer for one configuration (tracing into a real trace file
+ * at `path`, as runs write it, when `trace`); NULL with err filled. */
+static sb_trainer *bench_trainer(const bench_model *m, const char *opt, sb_mode mode, int threads,
+                                 int trace, const char *path, sb_error *err) {
     sb_run_config c;
     memset(&c, 0, sizeof c);
     c.model.act = m->act;
@@ -106,36 +109,92 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
     c.threads = threads;
     c.trace = trace;
     sb_trainer *t = sb_trainer_new(&c, err);
-    if (!t) return -1;
-    char path[64] = "";
-    if (trace) { /* a real trace file, as runs write it; removed afterwards */
-        snprintf(path, sizeof path, "/tmp/samebits-bench-%d.sbt", (int)getpid());
+    if (!t) return NULL;
+    if (trace) {
         unlink(path);
         if (sb_trainer_trace_open(t, path, err) != SB_OK) {
             sb_trainer_free(t);
-            return -1;
+            return NULL;
         }
     }
     float loss;
-    double best = 0;
     for (int i = 0; i < 20; i++)
-        if (sb_trainer_step(t, &loss, err) != SB_OK) goto fail;
+        if (sb_trainer_step(t, &loss, err) != SB_OK) {
+            sb_trainer_free(t); /* abandons an open trace */
+            return NULL;
+        }
+    return t;
+}
+
+/* Seconds for `steps` steps; -1 on failure. */
+static double time_steps(sb_trainer *t, int steps, sb_error *err) {
+    float loss;
+    double t0 = sb_now();
+    for (int i = 0; i < steps; i++)
+        if (sb_trainer_step(t, &loss, err) != SB_OK) return -1;
+    return sb_now() - t0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Untraced: the best of `reps` blocks of `steps` steps, in steps/s. */
+static double measure(const bench_model *m, const char *opt, sb_mode mode, int threads,
+                      int steps, int reps, sb_error *err) {
+    sb_trainer *t = bench_trainer(m, opt, mode, threads, 0, NULL, err);
+    if (!t) return -1;
+    double best = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = sb_now();
-        for (int i = 0; i < steps; i++)
-            if (sb_trainer_step(t, &loss, err) != SB_OK) goto fail;
-        double sps = steps / (sb_now() - t0);
-        if (sps > best) best = sps;
-    }
-    if (trace) {
-        sb_trainer_trace_close(t, NULL, err);
-        unlink(path);
+        double s = time_steps(t, steps, err);
+        if (s < 0) {
+            sb_trainer_free(t);
+            return -1;
+        }
+        if (steps / s > best) best = steps / s;
     }
     sb_trainer_free(t);
     return best;
-fail:
-    sb_trainer_free(t); /* abandons an open trace */
-    return -1;
+}
+
+/* Traced against untraced on a shared, noisy machine: two trainers of the
+ * same configuration in this process, their blocks of `steps` steps
+ * alternated (untraced, traced, untraced, …) so both see the same load; per
+ * pair of blocks the overhead is traced time / untraced time - 1. Reports
+ * the median steps/s of each and the median overhead. 0 or -1. */
+static int measure_traced(const bench_model *m, const char *opt, sb_mode mode, int threads,
+                          int steps, int reps, double *sps, double *tps, double *overhead,
+                          sb_error *err) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/samebits-bench-%d.sbt", (int)getpid());
+    sb_trainer *u = bench_trainer(m, opt, mode, threads, 0, NULL, err);
+    sb_trainer *t = u ? bench_trainer(m, opt, mode, threads, 1, path, err) : NULL;
+    double us[1000], ts[1000], ov[1000];
+    int n = 0, rc = -1;
+    if (!t) goto done;
+    for (; n < reps; n++) {
+        double a = time_steps(u, steps, err), b = a < 0 ? -1 : time_steps(t, steps, err);
+        if (a < 0 || b < 0) goto done;
+        us[n] = steps / a;
+        ts[n] = steps / b;
+        ov[n] = b / a - 1.0;
+    }
+    *sps = median(us, n);
+    *tps = median(ts, n);
+    *overhead = median(ov, n);
+    rc = 0;
+done:
+    if (t) sb_trainer_trace_close(t, NULL, err);
+    unlink(path);
+    sb_trainer_free(t);
+    sb_trainer_free(u);
+    return rc;
 }
 
 int sb_cmd_bench(int argc, char **argv) {
@@ -197,26 +256,30 @@ int sb_cmd_bench(int argc, char **argv) {
                     if (only_opt && strcmp(only_opt, opts[o]) != 0) continue;
                     if (only_mode && strcmp(only_mode, sb_mode_name(modes[md])) != 0) continue;
                     sb_error err = {0};
-                    double sps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
-                                         (int)reps, 0, &err);
-                    double tps = 0;
-                    if (sps >= 0 && trace)
-                        tps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
-                                      (int)reps, 1, &err);
-                    if (sps < 0 || tps < 0) {
+                    double sps = 0, tps = 0, ov = 0;
+                    if (trace) {
+                        if (measure_traced(&MODELS[mi], opts[o], modes[md], threads[ti],
+                                           (int)steps, (int)reps, &sps, &tps, &ov, &err) != 0)
+                            sps = -1;
+                    } else {
+                        sps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
+                                      (int)reps, &err);
+                    }
+                    if (sps < 0) {
                         fprintf(stderr, "samebits bench: %s\n", err.msg);
                         return SB_EXIT_RUN;
                     }
                     if (json)
                         printf("{\"impl\": \"samebits\", \"model\": \"%s\", \"optimizer\": \"%s\", "
                                "\"mode\": \"%s\", \"threads\": %d, \"batch\": %d, "
-                               "\"steps_per_s\": %.2f, \"traced_steps_per_s\": %.2f}\n",
+                               "\"steps_per_s\": %.2f, \"traced_steps_per_s\": %.2f, "
+                               "\"trace_overhead\": %.4f}\n",
                                MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti],
-                               MODELS[mi].batch, sps, tps);
+                               MODELS[mi].batch, sps, tps, ov);
                     else if (trace)
                         printf("%-8s %-5s %-14s %-7d %10.1f %9.1f %8.1f%%\n", MODELS[mi].name,
                                opts[o], sb_mode_name(modes[md]), threads[ti], sps, tps,
-                               100.0 * (1.0 / tps - 1.0 / sps) * sps);
+                               100.0 * ov);
                     else
                         printf("%-8s %-5s %-14s %-7d %10.1f\n", MODELS[mi].name, opts[o],
                                sb_mode_name(modes[md]), threads[ti], sps);

@@ -479,6 +479,29 @@ def cnn_suite_should_pass_against_its_blessed_baseline(tmp):
           and shapes.get("fc.weight") == [6, 8 * 7 * 7], f"not PyTorch's layouts: {shapes}")
 
 
+def bench_trace_should_print_one_json_line_per_configuration(tmp):
+    # samebits bench --trace --json: untraced and traced blocks alternate in
+    # one process; every configuration gives positive steps/s for both and
+    # an overhead equal to the ratio of the medians' pairs (not a timing
+    # assertion: only that the numbers exist and are consistent), and no
+    # trace file is left behind
+    before = set(os.listdir("/tmp"))
+    p = run("bench", "--model", "smoke", "--threads", "1,2", "--steps", "5", "--reps", "3",
+            "--trace", "--json", expect=0)
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    check(len(rows) == 2 * 2 * 3, f"want 12 rows (2 optimizers x 2 thread counts x 3 modes): {rows}")
+    check({(r["optimizer"], r["threads"], r["mode"]) for r in rows} ==
+          {(o, t, m) for o in ("sgd", "adam") for t in (1, 2)
+           for m in ("deterministic", "fast", "canonical")}, f"configurations: {rows}")
+    for r in rows:
+        check(r["model"] == "smoke" and r["steps_per_s"] > 0 and r["traced_steps_per_s"] > 0
+              and r["trace_overhead"] > -1, f"bad row {r}")
+    left = {f for f in set(os.listdir("/tmp")) - before if f.startswith("samebits-bench-")}
+    check(not left, f"trace files left behind: {left}")
+    p = run("bench", "--steps", "0", expect=2)
+    check("bad or incomplete option '--steps'" in p.stderr, p.stderr)
+
+
 def rnn_suite_should_pass_against_its_blessed_baseline(tmp):
     # suites/rnn.json: the GRU on chars, repeatable (bitwise), cross over
     # threads and backends, and its blessed baselines in baselines/rnn; the

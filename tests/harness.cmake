@@ -23,6 +23,7 @@ set(SB_E2E_CASES
   runs_should_record_the_environment_in_run_json_checkpoint_and_summary
   baseline_from_another_environment_should_name_the_fields_and_use_the_fallback
   cnn_suite_should_pass_against_its_blessed_baseline
+  bench_trace_should_print_one_json_line_per_configuration
   rnn_suite_should_pass_against_its_blessed_baseline
   transformer_suite_should_pass_against_its_blessed_baseline)
 foreach(c ${SB_E2E_CASES})
