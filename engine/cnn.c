@@ -134,8 +134,6 @@ typedef struct opcall {
     int l; /* 0 = conv1/pool1, 1 = conv2/pool2 */
 } opcall;
 
-static float *param(const sb_trainer *t, int p) { return t->param + t->params[p].offset; }
-static float *grad(const sb_trainer *t, int p) { return t->grad + t->params[p].offset; }
 static const float *conv_input(const sb_trainer *t, int l) {
     return l == 0 ? t->act[0] : t->cnn->p[0];
 }
@@ -150,8 +148,8 @@ static void run_op(sb_trainer *t, void *arg) {
     int avg = cfg->model.pool == SB_POOL_AVG;
     switch (c->kind) {
     case OP_CONV_FWD: /* z[l] = conv(input, W) + b */
-        k->conv2d_forward(be, n->z[l], conv_input(t, l), param(t, l ? P_W2 : P_W1),
-                          param(t, l ? P_B2 : P_B1), &n->conv[l]);
+        k->conv2d_forward(be, n->z[l], conv_input(t, l), sb_param_data(t, l ? P_W2 : P_W1),
+                          sb_param_data(t, l ? P_B2 : P_B1), &n->conv[l]);
         return;
     case OP_ACT_FWD:
         k->act_forward(be, cfg->model.act, n->a[l], n->z[l], n->nz[l]);
@@ -163,10 +161,10 @@ static void run_op(sb_trainer *t, void *arg) {
             k->maxpool2d_forward(be, n->p[l], n->a[l], &n->pool[l]);
         return;
     case OP_FC_FWD: /* logits[B, K] = flat[B, F] · Wᵀ */
-        k->gemm(be, 0, 1, B, K, F, 1.0f, n->p[1], F, param(t, P_WFC), F, 0.0f, n->logits, K);
+        k->gemm(be, 0, 1, B, K, F, 1.0f, n->p[1], F, sb_param_data(t, P_WFC), F, 0.0f, n->logits, K);
         return;
     case OP_FC_BIAS:
-        k->bias_add(be, n->logits, param(t, P_BFC), B, K);
+        k->bias_add(be, n->logits, sb_param_data(t, P_BFC), B, K);
         return;
     case OP_XENT_FWD:
         k->xent_forward(be, n->probs, t->loss, n->logits, t->labels, B, K);
@@ -176,14 +174,14 @@ static void run_op(sb_trainer *t, void *arg) {
         k->xent_backward(be, n->dlogits, n->probs, t->labels, B, K);
         return;
     case OP_FC_WGRAD: /* dW[K, F] = dlogitsᵀ · flat */
-        k->weight_grad(be, grad(t, P_WFC), n->dlogits, n->p[1], B, K, F);
+        k->weight_grad(be, sb_grad_data(t, P_WFC), n->dlogits, n->p[1], B, K, F);
         return;
     case OP_FC_BGRAD:
-        k->zero(be, grad(t, P_BFC), (size_t)K);
-        k->bias_grad(be, grad(t, P_BFC), n->dlogits, B, K);
+        k->zero(be, sb_grad_data(t, P_BFC), (size_t)K);
+        k->bias_grad(be, sb_grad_data(t, P_BFC), n->dlogits, B, K);
         return;
     case OP_FC_BWD_INPUT: /* dflat[B, F] = dlogits · W */
-        k->gemm(be, 0, 0, B, F, K, 1.0f, n->dlogits, K, param(t, P_WFC), F, 0.0f, n->dp[1], F);
+        k->gemm(be, 0, 0, B, F, K, 1.0f, n->dlogits, K, sb_param_data(t, P_WFC), F, 0.0f, n->dp[1], F);
         return;
     case OP_POOL_BWD: /* da[l] = pool'ᵀ · dp[l] */
         k->zero(be, n->da[l], n->nz[l]);
@@ -198,11 +196,11 @@ static void run_op(sb_trainer *t, void *arg) {
         return;
     case OP_CONV_BWD: { /* dW, db (and for conv2 the input gradient dp[0]) from dz[l] */
         int w = l ? P_W2 : P_W1, b = l ? P_B2 : P_B1;
-        k->zero(be, grad(t, w), t->params[w].numel);
-        k->zero(be, grad(t, b), t->params[b].numel);
+        k->zero(be, sb_grad_data(t, w), t->params[w].numel);
+        k->zero(be, sb_grad_data(t, b), t->params[b].numel);
         if (l) k->zero(be, n->dp[0], n->np[0]);
-        k->conv2d_backward(be, l ? n->dp[0] : NULL, grad(t, w), grad(t, b), n->dz[l],
-                           conv_input(t, l), param(t, w), &n->conv[l]);
+        k->conv2d_backward(be, l ? n->dp[0] : NULL, sb_grad_data(t, w), sb_grad_data(t, b), n->dz[l],
+                           conv_input(t, l), sb_param_data(t, w), &n->conv[l]);
         return;
     }
     }
@@ -217,24 +215,15 @@ static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage,
 
 #define F32 SB_F32
 #define I32 SB_I32
-#define PARAM(p) F32(param(t, (p)), t->params[(p)].numel)
-#define GRAD(p) F32(grad(t, (p)), t->params[(p)].numel)
-
-static const char *act_name(sb_act a) {
-    switch (a) {
-    case SB_ACT_RELU: return "relu";
-    case SB_ACT_TANH: return "tanh";
-    case SB_ACT_GELU: return "gelu";
-    }
-    return "act";
-}
+#define PARAM(p) F32(sb_param_data(t, (p)), t->params[(p)].numel)
+#define GRAD(p) F32(sb_grad_data(t, (p)), t->params[(p)].numel)
 
 sb_status sb_cnn_step(sb_trainer *t, float *loss_out, sb_error *err) {
     const sb_run_config *c = &t->cfg;
     sb_cnn *n = t->cnn;
     int B = c->batch, K = c->data.classes;
     size_t nx = (size_t)B * c->data.features, nflat = (size_t)B * n->flat, nl = (size_t)B * K;
-    const char *act = act_name(c->model.act);
+    const char *act = sb_act_name(c->model.act);
     const char *pool = c->model.pool == SB_POOL_AVG ? "avgpool" : "maxpool";
     char name[64];
 

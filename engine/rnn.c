@@ -161,8 +161,6 @@ enum {
     OP_BHH_GRAD, OP_WIH_GRAD, OP_BIH_GRAD, OP_INPUT_BWD, OP_EMBED_BWD
 };
 
-static float *param(const sb_trainer *t, int p) { return t->param + t->params[p].offset; }
-static float *grad(const sb_trainer *t, int p) { return t->grad + t->params[p].offset; }
 
 static void run_op(sb_trainer *t, void *arg) {
     int kind = *(const int *)arg;
@@ -187,26 +185,26 @@ static void run_op(sb_trainer *t, void *arg) {
         return;
     }
     case OP_EMBED_FWD: /* x[N, E] = embed.weight[ids] */
-        k->embedding_forward(be, r->x, param(t, P_EMB), r->ids, N, V, E);
+        k->embedding_forward(be, r->x, sb_param_data(t, P_EMB), r->ids, N, V, E);
         return;
     case OP_INPUT_FWD: /* gi[N, 3H] = x · W_ihᵀ + b_ih, every step at once */
-        k->gemm(be, 0, 1, N, H3, E, 1.0f, r->x, E, param(t, P_WIH), E, 0.0f, r->gi, H3);
-        k->bias_add(be, r->gi, param(t, P_BIH), N, H3);
+        k->gemm(be, 0, 1, N, H3, E, 1.0f, r->x, E, sb_param_data(t, P_WIH), E, 0.0f, r->gi, H3);
+        k->bias_add(be, r->gi, sb_param_data(t, P_BIH), N, H3);
         return;
     case OP_STEP_FWD: /* per t: gh = h_prev · W_hhᵀ + b_hh; h_t = cell(gi_t, gh, h_prev) */
         for (int s = 0; s < T; s++) {
             const float *hp = r->hs + (size_t)s * bh;
-            k->gemm(be, 0, 1, B, H3, H, 1.0f, hp, H, param(t, P_WHH), H, 0.0f, r->gh, H3);
-            k->bias_add(be, r->gh, param(t, P_BHH), B, H3);
+            k->gemm(be, 0, 1, B, H3, H, 1.0f, hp, H, sb_param_data(t, P_WHH), H, 0.0f, r->gh, H3);
+            k->bias_add(be, r->gh, sb_param_data(t, P_BHH), B, H3);
             k->gru_forward(be, r->hs + (size_t)(s + 1) * bh, r->saved + (size_t)s * 4 * bh,
                            r->gi + (size_t)s * 3 * bh, r->gh, hp, B, H);
         }
         return;
     case OP_FC_FWD: /* logits[N, V] = h[N, H] · W_fcᵀ */
-        k->gemm(be, 0, 1, N, V, H, 1.0f, r->hs + bh, H, param(t, P_WFC), H, 0.0f, r->logits, V);
+        k->gemm(be, 0, 1, N, V, H, 1.0f, r->hs + bh, H, sb_param_data(t, P_WFC), H, 0.0f, r->logits, V);
         return;
     case OP_FC_BIAS:
-        k->bias_add(be, r->logits, param(t, P_BFC), N, V);
+        k->bias_add(be, r->logits, sb_param_data(t, P_BFC), N, V);
         return;
     case OP_XENT_FWD: /* mean over the N positions */
         k->xent_forward(be, r->probs, t->loss, r->logits, r->tgt, N, V);
@@ -216,14 +214,14 @@ static void run_op(sb_trainer *t, void *arg) {
         k->xent_backward(be, r->dlogits, r->probs, r->tgt, N, V);
         return;
     case OP_FC_WGRAD: /* dW_fc[V, H] = dlogitsᵀ · h */
-        k->weight_grad(be, grad(t, P_WFC), r->dlogits, r->hs + bh, N, V, H);
+        k->weight_grad(be, sb_grad_data(t, P_WFC), r->dlogits, r->hs + bh, N, V, H);
         return;
     case OP_FC_BGRAD:
-        k->zero(be, grad(t, P_BFC), (size_t)V);
-        k->bias_grad(be, grad(t, P_BFC), r->dlogits, N, V);
+        k->zero(be, sb_grad_data(t, P_BFC), (size_t)V);
+        k->bias_grad(be, sb_grad_data(t, P_BFC), r->dlogits, N, V);
         return;
     case OP_FC_BWD_INPUT: /* dy[N, H] = dlogits · W_fc */
-        k->gemm(be, 0, 0, N, H, V, 1.0f, r->dlogits, V, param(t, P_WFC), H, 0.0f, r->dy, H);
+        k->gemm(be, 0, 0, N, H, V, 1.0f, r->dlogits, V, sb_param_data(t, P_WFC), H, 0.0f, r->dy, H);
         return;
     case OP_STEP_BWD: /* backward through time, t = T-1 down to 0 */
         for (int s = T - 1; s >= 0; s--) {
@@ -241,29 +239,29 @@ static void run_op(sb_trainer *t, void *arg) {
                             r->saved + (size_t)s * 4 * bh, r->hs + (size_t)s * bh, B, H);
             /* carry += dgh_s · W_hh: the path through gh = h_prev · W_hhᵀ */
             if (s > 0)
-                k->gemm(be, 0, 0, B, H, H3, 1.0f, dgh, H3, param(t, P_WHH), H, 1.0f, r->carry, H);
+                k->gemm(be, 0, 0, B, H, H3, 1.0f, dgh, H3, sb_param_data(t, P_WHH), H, 1.0f, r->carry, H);
         }
         return;
     case OP_WHH_GRAD: /* dW_hh[3H, H] = Σ over all N rows of dgh ᵀ · h_prev */
-        k->weight_grad(be, grad(t, P_WHH), r->dgh, r->hs, N, H3, H);
+        k->weight_grad(be, sb_grad_data(t, P_WHH), r->dgh, r->hs, N, H3, H);
         return;
     case OP_BHH_GRAD:
-        k->zero(be, grad(t, P_BHH), (size_t)H3);
-        k->bias_grad(be, grad(t, P_BHH), r->dgh, N, H3);
+        k->zero(be, sb_grad_data(t, P_BHH), (size_t)H3);
+        k->bias_grad(be, sb_grad_data(t, P_BHH), r->dgh, N, H3);
         return;
     case OP_WIH_GRAD: /* dW_ih[3H, E] = Σ over all N rows of dgi ᵀ · x */
-        k->weight_grad(be, grad(t, P_WIH), r->dgi, r->x, N, H3, E);
+        k->weight_grad(be, sb_grad_data(t, P_WIH), r->dgi, r->x, N, H3, E);
         return;
     case OP_BIH_GRAD:
-        k->zero(be, grad(t, P_BIH), (size_t)H3);
-        k->bias_grad(be, grad(t, P_BIH), r->dgi, N, H3);
+        k->zero(be, sb_grad_data(t, P_BIH), (size_t)H3);
+        k->bias_grad(be, sb_grad_data(t, P_BIH), r->dgi, N, H3);
         return;
     case OP_INPUT_BWD: /* dx[N, E] = dgi · W_ih */
-        k->gemm(be, 0, 0, N, E, H3, 1.0f, r->dgi, H3, param(t, P_WIH), E, 0.0f, r->dx, E);
+        k->gemm(be, 0, 0, N, E, H3, 1.0f, r->dgi, H3, sb_param_data(t, P_WIH), E, 0.0f, r->dx, E);
         return;
     case OP_EMBED_BWD: /* dembed[V, E]: the rows of dx scattered onto their ids */
-        k->zero(be, grad(t, P_EMB), t->params[P_EMB].numel);
-        k->embedding_backward(be, grad(t, P_EMB), r->dx, r->ids, N, V, E);
+        k->zero(be, sb_grad_data(t, P_EMB), t->params[P_EMB].numel);
+        k->embedding_backward(be, sb_grad_data(t, P_EMB), r->dx, r->ids, N, V, E);
         return;
     }
 }
@@ -276,8 +274,8 @@ static void op(sb_trainer *t, int kind, const char *name, sb_stage stage, int n_
 
 #define F32 SB_F32
 #define I32 SB_I32
-#define PARAM(p) F32(param(t, (p)), t->params[(p)].numel)
-#define GRAD(p) F32(grad(t, (p)), t->params[(p)].numel)
+#define PARAM(p) F32(sb_param_data(t, (p)), t->params[(p)].numel)
+#define GRAD(p) F32(sb_grad_data(t, (p)), t->params[(p)].numel)
 
 sb_status sb_rnn_step(sb_trainer *t, float *loss_out, sb_error *err) {
     sb_rnn *r = t->rnn;

@@ -32,10 +32,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-static size_t layer_w(const sb_trainer *t, int l) { /* weight elements of layer l (0-based) */
-    return (size_t)t->cfg.model.widths[l + 1] * (size_t)t->cfg.model.widths[l];
-}
-
 static void draw_entropy(uint64_t *out, int n) {
     for (int i = 0; i < n; i++) {
         uint64_t v = 0;
@@ -99,22 +95,14 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
         if (!t->tok_in || !t->tok_tgt || !t->host_tok) goto nomem;
     }
     for (int l = 0; l < L; l++) {
-        sb_param *w = &t->params[2 * l], *b = &t->params[2 * l + 1];
-        snprintf(w->name, sizeof w->name, "fc%d.weight", l + 1);
-        snprintf(b->name, sizeof b->name, "fc%d.bias", l + 1);
-        w->ndim = 2;
-        w->shape[0] = c->model.widths[l + 1];
-        w->shape[1] = c->model.widths[l];
-        w->offset = off;
-        w->fan_in = b->fan_in = c->model.widths[l];
-        w->init = b->init = SB_INIT_UNIFORM;
-        w->numel = layer_w(t, l);
-        off += w->numel;
-        b->ndim = 1;
-        b->shape[0] = c->model.widths[l + 1];
-        b->offset = off;
-        b->numel = (size_t)c->model.widths[l + 1];
-        off += b->numel;
+        char name[32];
+        int64_t shape[2] = {c->model.widths[l + 1], c->model.widths[l]};
+        snprintf(name, sizeof name, "fc%d.weight", l + 1);
+        sb_param_set(&t->params[2 * l], name, 2, shape, SB_INIT_UNIFORM, c->model.widths[l], 0.0f,
+                     &off);
+        snprintf(name, sizeof name, "fc%d.bias", l + 1);
+        sb_param_set(&t->params[2 * l + 1], name, 1, shape, SB_INIT_UNIFORM, c->model.widths[l],
+                     0.0f, &off);
     }
     if (mlp) t->total = off;
     t->n_slots = strcmp(c->optim.name, "adam") == 0 ? 2 : 1;
@@ -393,15 +381,6 @@ static void op(sb_trainer *t, int kind, int l, const char *name, sb_stage stage,
 #define F32 SB_F32
 #define I32 SB_I32
 
-static const char *act_op_name(sb_act a, int fwd) {
-    switch (a) {
-    case SB_ACT_RELU: return fwd ? "relu.fwd" : "relu.bwd";
-    case SB_ACT_TANH: return fwd ? "tanh.fwd" : "tanh.bwd";
-    case SB_ACT_GELU: return fwd ? "gelu.fwd" : "gelu.bwd";
-    }
-    return "act";
-}
-
 /* data: shuffle (when an epoch starts), batch, augment, upload */
 void sb_step_data(sb_trainer *t) {
     const sb_run_config *c = &t->cfg;
@@ -468,7 +447,7 @@ static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
         if (l == L) break;
         sb_view ina[1] = {F32(t->pre[l], nout)};
         sb_view outa[1] = {F32(t->act[l], nout)};
-        snprintf(name, sizeof name, "fc%d/%s", l, act_op_name(c->model.act, 1));
+        snprintf(name, sizeof name, "fc%d/%s.fwd", l, sb_act_name(c->model.act));
         op(t, OP_ACT_FWD, l, name, SB_STAGE_FORWARD, 1, ina, 1, outa, 0);
         if (t->drop[l]) {
             sb_view outd[2] = {F32(t->drop[l], nout), F32(t->mask[l], nout)};
@@ -517,7 +496,7 @@ static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
         }
         sb_view ina[2] = {F32(t->drop[l - 1] ? t->dd : t->da, nin), F32(t->pre[l - 1], nin)};
         sb_view outz[1] = {F32(t->dz, nin)};
-        snprintf(name, sizeof name, "fc%d/%s", l - 1, act_op_name(c->model.act, 0));
+        snprintf(name, sizeof name, "fc%d/%s.bwd", l - 1, sb_act_name(c->model.act));
         op(t, OP_ACT_BWD, l - 1, name, SB_STAGE_BACKWARD, 2, ina, 1, outz, 0);
     }
     *loss_out = loss;

@@ -164,6 +164,14 @@ void sb_run_op(sb_trainer *t, const char *name, sb_stage stage, int n_in, const 
                int n_out, const sb_view *out, int n_side, const sb_view *side,
                void (*fn)(sb_trainer *, void *), void *arg);
 
+/* parameter p's values and gradient: views into the shared buffers */
+static inline float *sb_param_data(const sb_trainer *t, int p) {
+    return t->param + t->params[p].offset;
+}
+static inline float *sb_grad_data(const sb_trainer *t, int p) {
+    return t->grad + t->params[p].offset;
+}
+
 /* views of float / int32 tensors, for op descriptions */
 #define SB_F32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(float), 1})
 #define SB_I32(ptr, n) ((sb_view){(ptr), (size_t)(n) * sizeof(int32_t), 0})

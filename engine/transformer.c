@@ -293,8 +293,6 @@ void sb_tf_free(sb_trainer *t) {
 /* the layers' tensors                                                    */
 /* ====================================================================== */
 
-static float *param(const sb_trainer *t, int p) { return t->param + t->params[p].offset; }
-static float *grad(const sb_trainer *t, int p) { return t->grad + t->params[p].offset; }
 
 /* The linear layers: y[R, N] = x[R, K] · Wᵀ (+ b). */
 enum { LIN_QKV, LIN_PROJ, LIN_FC, LIN_MPROJ, LIN_HEAD };
@@ -406,25 +404,25 @@ static void run_op(sb_trainer *t, void *arg) {
     size_t RC = n->RC, RM = (size_t)R * n->M;
     switch (c->kind) {
     case OP_WTE_FWD: /* x0[R, C] = wte[tokens] */
-        k->embedding_forward(be, n->x[0], param(t, P_WTE), t->tok_in, R, V, C);
+        k->embedding_forward(be, n->x[0], sb_param_data(t, P_WTE), t->tok_in, R, V, C);
         return;
     case OP_WPE_FWD: /* x0[b] += wpe, as a bias over the [B, T·C] rows */
-        k->bias_add(be, n->x[0], param(t, P_WPE), B, T * C);
+        k->bias_add(be, n->x[0], sb_param_data(t, P_WPE), B, T * C);
         return;
     case OP_LN_FWD: {
         lnorm ln = get_lnorm(t, c->which, c->i);
-        k->layernorm_forward(be, ln.y, ln.mean, ln.rstd, ln.x, param(t, ln.w), param(t, ln.b), R,
+        k->layernorm_forward(be, ln.y, ln.mean, ln.rstd, ln.x, sb_param_data(t, ln.w), sb_param_data(t, ln.b), R,
                              C, LN_EPS);
         return;
     }
     case OP_MATMUL_FWD: { /* y[R, N] = x[R, K] · Wᵀ */
         linear l = get_linear(t, c->which, c->i);
-        k->gemm(be, 0, 1, R, l.N, l.K, 1.0f, l.x, l.K, param(t, l.w), l.K, 0.0f, l.y, l.N);
+        k->gemm(be, 0, 1, R, l.N, l.K, 1.0f, l.x, l.K, sb_param_data(t, l.w), l.K, 0.0f, l.y, l.N);
         return;
     }
     case OP_BIAS_FWD: {
         linear l = get_linear(t, c->which, c->i);
-        k->bias_add(be, l.y, param(t, l.b), R, l.N);
+        k->bias_add(be, l.y, sb_param_data(t, l.b), R, l.N);
         return;
     }
     case OP_SPLIT_FWD: /* qkv [B, T, 3C] → q, k, v [B, H, T, D] */
@@ -455,27 +453,27 @@ static void run_op(sb_trainer *t, void *arg) {
         return;
     case OP_WGRAD: { /* dW[N, K] = dyᵀ · x (overwrites) */
         linear l = get_linear(t, c->which, c->i);
-        k->weight_grad(be, grad(t, l.w), l.dy, l.x, R, l.N, l.K);
+        k->weight_grad(be, sb_grad_data(t, l.w), l.dy, l.x, R, l.N, l.K);
         return;
     }
     case OP_BGRAD: {
         linear l = get_linear(t, c->which, c->i);
-        k->zero(be, grad(t, l.b), (size_t)l.N);
-        k->bias_grad(be, grad(t, l.b), l.dy, R, l.N);
+        k->zero(be, sb_grad_data(t, l.b), (size_t)l.N);
+        k->bias_grad(be, sb_grad_data(t, l.b), l.dy, R, l.N);
         return;
     }
     case OP_BWD_INPUT: { /* dx[R, K] = dy[R, N] · W */
         linear l = get_linear(t, c->which, c->i);
-        k->gemm(be, 0, 0, R, l.K, l.N, 1.0f, l.dy, l.N, param(t, l.w), l.K, 0.0f, l.dx, l.K);
+        k->gemm(be, 0, 0, R, l.K, l.N, 1.0f, l.dy, l.N, sb_param_data(t, l.w), l.K, 0.0f, l.dx, l.K);
         return;
     }
     case OP_LN_BWD: {
         lnorm ln = get_lnorm(t, c->which, c->i);
-        k->zero(be, grad(t, ln.w), (size_t)C);
-        k->zero(be, grad(t, ln.b), (size_t)C);
+        k->zero(be, sb_grad_data(t, ln.w), (size_t)C);
+        k->zero(be, sb_grad_data(t, ln.b), (size_t)C);
         if (ln.zero_dx) k->zero(be, ln.dx, RC);
-        k->layernorm_backward(be, ln.dx, grad(t, ln.w), grad(t, ln.b), ln.dy, ln.x,
-                              param(t, ln.w), ln.mean, ln.rstd, R, C);
+        k->layernorm_backward(be, ln.dx, sb_grad_data(t, ln.w), sb_grad_data(t, ln.b), ln.dy, ln.x,
+                              sb_param_data(t, ln.w), ln.mean, ln.rstd, R, C);
         return;
     }
     case OP_RES2_BWD: /* dxmid = dbranch = dx[i+1] */
@@ -505,20 +503,20 @@ static void run_op(sb_trainer *t, void *arg) {
         heads_merge(n->dqkv, n->dqkvh, 3, n);
         return;
     case OP_WPE_BWD: /* dwpe[T·C] = sum over b of dx0[b, T·C] */
-        k->zero(be, grad(t, P_WPE), (size_t)T * C);
-        k->bias_grad(be, grad(t, P_WPE), n->dres[0], B, T * C);
+        k->zero(be, sb_grad_data(t, P_WPE), (size_t)T * C);
+        k->bias_grad(be, sb_grad_data(t, P_WPE), n->dres[0], B, T * C);
         return;
     case OP_WTE_BWD: /* tied: onto the head's weight gradient; else into zeros */
-        if (!t->cfg.model.tied) k->zero(be, grad(t, P_WTE), (size_t)V * C);
-        k->embedding_backward(be, grad(t, P_WTE), n->dres[0], t->tok_in, R, V, C);
+        if (!t->cfg.model.tied) k->zero(be, sb_grad_data(t, P_WTE), (size_t)V * C);
+        k->embedding_backward(be, sb_grad_data(t, P_WTE), n->dres[0], t->tok_in, R, V, C);
         return;
     }
 }
 
 #define F32 SB_F32
 #define I32 SB_I32
-#define PARAM(p) F32(param(t, (p)), t->params[(p)].numel)
-#define GRAD(p) F32(grad(t, (p)), t->params[(p)].numel)
+#define PARAM(p) F32(sb_param_data(t, (p)), t->params[(p)].numel)
+#define GRAD(p) F32(sb_grad_data(t, (p)), t->params[(p)].numel)
 
 /* Runs one op of the step (traced when a trace is open). */
 static void op(sb_trainer *t, int kind, int i, int which, const char *name, sb_stage stage,
