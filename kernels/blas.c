@@ -64,7 +64,10 @@
  *     The order of those atomic adds is the order in which chunks finish —
  *     UNORDERED, decided by the OS scheduler, as with GPU atomics. The bias
  *     gradient, the weight gradient and the loss are the only unordered
- *     reductions in this backend.
+ *     reductions in this backend. (One exception: on one thread without
+ *     perturb, weight_grad is the deterministic mode's single SGEMM — one
+ *     worker finishes the chunks in queue order every time, so chunking
+ *     would only pick another fixed order, at about three times the cost.)
  *     With perturb on (fast mode only), the k-th chunk taken from the queue is
  *     chunk (a*k + b) mod nchunks, with a (coprime to nchunks) and b drawn per
  *     call from the backend's xorshift generator, which is seeded from
@@ -683,8 +686,9 @@ static void blas_weight_grad(sb_backend *be, float *dW, const float *dout, const
         cx->ref->i->zero(cx->ref, dW, (size_t)N * (size_t)K);
         return;
     }
-    if (be->mode == SB_MODE_DETERMINISTIC) {
-        /* Order: OpenBLAS's, for this build, core and thread count (header) */
+    if (be->mode == SB_MODE_DETERMINISTIC || (be->threads == 1 && !be->perturb)) {
+        /* Order: OpenBLAS's, for this build, core and thread count (header);
+         * fast mode on one thread without perturb too (header) */
         blas_gemm(be, 1, 0, N, K, B, 1.0f, dout, N, inp, K, 0.0f, dW, K);
         return;
     }

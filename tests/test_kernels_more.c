@@ -608,6 +608,42 @@ static int blas_fast_weight_grad_should_restore_the_openblas_thread_count(void) 
     return fails;
 }
 
+/* Fast mode on one thread without perturb: one worker would finish the
+ * chunks in queue order every time, so weight_grad is the whole-batch SGEMM
+ * of the deterministic mode (blas.c's header) — the same bits. On two
+ * threads the chunked path runs: its result must still be within the
+ * summation bound of ref's. */
+static int blas_fast_weight_grad_on_one_thread_should_be_the_deterministic_sgemm(void) {
+    int fails = 0;
+    for (size_t s = 0; s < 3; s++) { /* the MLP's three layers at batch 64 */
+        wg_data d;
+        wg_data_new(&d, det_shapes[s].B, det_shapes[s].N, det_shapes[s].K, 1, 1100 + s);
+        size_t nk = (size_t)d.N * d.K;
+        float *det = new_floats(nk), *fast = new_floats(nk), *want = new_floats(nk);
+        double *lim = wg_limits(&d);
+        sb_backend *ref = make("ref", SB_MODE_DETERMINISTIC, 1, 0);
+        sb_backend *bd = make("blas", SB_MODE_DETERMINISTIC, 1, 0);
+        sb_backend *bf = make("blas", SB_MODE_FAST, 1, 0);
+        sb_backend *bf2 = make("blas", SB_MODE_FAST, 2, 0);
+        CHECK(ref && bd && bf && bf2, "backends");
+        CHECK(bf->perturb == 0, "fast backend reports perturb on");
+        fails += !wg_once(ref, &d, want, "ref weight_grad");
+        fails += !wg_once(bd, &d, det, "deterministic weight_grad");
+        fails += !wg_once(bf, &d, fast, "fast/1 weight_grad");
+        char what[128];
+        snprintf(what, sizeof what, "blas fast/1 vs deterministic/1 weight_grad B=%d N=%d K=%d",
+                 d.B, d.N, d.K);
+        fails += same_bits(what, fast, det, nk);
+        fails += !wg_once(bf2, &d, fast, "fast/2 weight_grad");
+        snprintf(what, sizeof what, "blas fast/2 weight_grad B=%d N=%d K=%d", d.B, d.N, d.K);
+        fails += within(what, fast, want, lim, 0, nk);
+        sb_backend_free(ref), sb_backend_free(bd), sb_backend_free(bf), sb_backend_free(bf2);
+        free(det), free(fast), free(want), free(lim);
+        wg_data_free(&d);
+    }
+    return fails;
+}
+
 static const sb_test_case cases[] = {
     SB_CASE(gradcheck_should_match_finite_differences_for_weight_grad),
     SB_CASE(gradcheck_should_match_finite_differences_for_dropout),
@@ -618,6 +654,7 @@ static const sb_test_case cases[] = {
     SB_CASE(blas_deterministic_weight_grad_should_not_depend_on_threads_for_batches_up_to_256),
     SB_CASE(blas_fast_perturbed_weight_grad_should_vary_between_calls),
     SB_CASE(blas_fast_weight_grad_should_restore_the_openblas_thread_count),
+    SB_CASE(blas_fast_weight_grad_on_one_thread_should_be_the_deterministic_sgemm),
 };
 
 SB_TEST_MAIN(cases)

@@ -7,6 +7,7 @@ A step here does what a samebits step does: take the next batch from a
 per-epoch shuffled order, forward, cross-entropy, backward, optimizer update.
 
 Usage: bench_torch.py [--steps N] [--reps N] [--threads 1,2] [--model NAME]
+                      [--optimizer sgd|adam]
 """
 import argparse
 import json
@@ -151,12 +152,15 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     for name in MODELS:
         if a.model and a.model != name:
             continue
         for opt in ("sgd", "adam"):
+            if a.optimizer and a.optimizer != opt:
+                continue
             for t in threads:
                 sps = measure(name, opt, t, a.steps, a.reps)
                 print(json.dumps({"impl": "pytorch " + torch.__version__, "model": name,
