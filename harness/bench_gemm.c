@@ -12,6 +12,11 @@
  * see the same load on a shared machine. FLOPs are counted as 2*M*N*K.
  * Shapes with beta 1 (the engine's accumulating GEMMs) start from C = 0.
  *
+ * Before the table, the machine's FP32 peak is measured on each thread count
+ * (bench_peak.c: a register-only FMA probe), and each row shows the
+ * canonical GEMM's share of it ("% peak"): on a shared VM the peak moves
+ * from day to day, so it is measured in the same run as the GEMMs.
+ *
  * Not here: assertions on speed (a benchmark reports, it never fails a
  * build), or any look inside the kernels: both sides are called through the
  * backend vtable.
@@ -159,6 +164,10 @@ static sb_backend *make_backend(sb_mode mode, int threads) {
     return be;
 }
 
+/* bench_peak.c: the FP32 FMA peak of `threads` threads (GF/s), best of
+ * `reps` rounds of at least `seconds`; *path names the vector path */
+double sb_bench_fma_peak(int threads, int reps, double seconds, const char **path);
+
 int sb_cmd_bench_gemm(int argc, char **argv) {
     long long reps = 3, max_dim = 1 << 20;
     double seconds = 0.2;
@@ -203,12 +212,22 @@ int sb_cmd_bench_gemm(int argc, char **argv) {
         return SB_EXIT_USAGE;
     }
     const char *isa = getenv("SB_CANONICAL_ISA");
+    /* the yardstick, measured now: this machine's FP32 FMA peak on each
+     * thread count (bench_peak.c) */
+    double peak[8];
+    const char *peak_path = "";
+    for (int ti = 0; ti < n_threads; ti++)
+        peak[ti] = sb_bench_fma_peak(threads[ti], (int)reps, seconds, &peak_path);
     if (!json) {
         printf("blas: %s\n", sb_blas_info());
         printf("openblas_get_corename(): %s\n", openblas_get_corename());
         printf("canonical path: %s\n", isa && *isa ? isa : "best for this CPU");
-        printf("%-17s %-20s %-7s %14s %14s %7s\n", "shape", "MxNxK op", "threads", "canonical GF/s",
-               "OpenBLAS GF/s", "ratio");
+        printf("FP32 peak (%s FMA probe, measured now):", peak_path);
+        for (int ti = 0; ti < n_threads; ti++)
+            printf("%s %.1f GF/s on %d thread%s", ti ? "," : "", peak[ti], threads[ti],
+                   threads[ti] == 1 ? "" : "s");
+        printf("\n%-17s %-20s %-7s %14s %14s %7s %7s\n", "shape", "MxNxK op", "threads",
+               "canonical GF/s", "OpenBLAS GF/s", "ratio", "% peak");
     }
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const gemm_shape *s = &SHAPES[si];
@@ -242,13 +261,13 @@ int sb_cmd_bench_gemm(int argc, char **argv) {
             if (json)
                 printf("{\"shape\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, \"transA\": %d, "
                        "\"transB\": %d, \"beta\": %g, \"threads\": %d, \"canonical_gflops\": %.2f, "
-                       "\"openblas_gflops\": %.2f, \"openblas_core\": \"%s\"}\n",
+                       "\"openblas_gflops\": %.2f, \"openblas_core\": \"%s\", "
+                       "\"peak_gflops\": %.2f}\n",
                        s->name, s->M, s->N, s->K, s->tA, s->tB, (double)s->beta, threads[ti], gc,
-                       go,
-                       openblas_get_corename());
+                       go, openblas_get_corename(), peak[ti]);
             else
-                printf("%-17s %-20s %-7d %14.1f %14.1f %6.2fx\n", s->name, dims, threads[ti], gc, go,
-                       gc / go);
+                printf("%-17s %-20s %-7d %14.1f %14.1f %6.2fx %6.0f%%\n", s->name, dims, threads[ti],
+                       gc, go, gc / go, 100.0 * gc / peak[ti]);
             fflush(stdout);
         }
         free(A), free(B), free(C);

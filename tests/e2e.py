@@ -502,6 +502,25 @@ def bench_trace_should_print_one_json_line_per_configuration(tmp):
     check("bad or incomplete option '--steps'" in p.stderr, p.stderr)
 
 
+def bench_gemm_should_report_the_machine_peak_next_to_each_shape(tmp):
+    # samebits bench --gemm: the FP32 FMA peak is measured in the same run
+    # (bench_peak.c) and every row carries it, so "% of peak" is read against
+    # today's machine; one row per shape and thread count (not a timing
+    # assertion: only that the numbers exist)
+    p = run("bench", "--gemm", "--only", "mlp784 fc3", "--threads", "1,2", "--reps", "1",
+            "--seconds", "0.02", "--json", expect=0)
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    check([r["threads"] for r in rows] == [1, 2], f"want one row per thread count: {rows}")
+    for r in rows:
+        check(r["shape"] == "mlp784 fc3 dW" and r["peak_gflops"] > 0 and r["canonical_gflops"] > 0
+              and r["openblas_gflops"] > 0, f"bad row {r}")
+    p = run("bench", "--gemm", "--only", "mlp784 fc3", "--threads", "1", "--reps", "1",
+            "--seconds", "0.02", expect=0)
+    check("FMA probe, measured now): " in p.stdout and "% peak" in p.stdout, p.stdout)
+    p = run("bench", "--gemm", "--seconds", "0", expect=2)
+    check("bad or incomplete option '--seconds'" in p.stderr, p.stderr)
+
+
 def rnn_suite_should_pass_against_its_blessed_baseline(tmp):
     # suites/rnn.json: the GRU on chars, repeatable (bitwise), cross over
     # threads and backends, and its blessed baselines in baselines/rnn; the

@@ -24,6 +24,7 @@ set(SB_E2E_CASES
   baseline_from_another_environment_should_name_the_fields_and_use_the_fallback
   cnn_suite_should_pass_against_its_blessed_baseline
   bench_trace_should_print_one_json_line_per_configuration
+  bench_gemm_should_report_the_machine_peak_next_to_each_shape
   rnn_suite_should_pass_against_its_blessed_baseline
   transformer_suite_should_pass_against_its_blessed_baseline)
 foreach(c ${SB_E2E_CASES})
