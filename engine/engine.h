@@ -255,6 +255,9 @@ sb_status sb_trainer_trace_close(sb_trainer *t, const char *run_json, sb_error *
 char *sb_trainer_unseeded_json(const sb_trainer *t);
 /* Ops flagged by recheck so far (count of records with the flag). */
 int sb_trainer_recheck_flags(const sb_trainer *t);
+/* Bytes tracing has hashed so far (outputs digested, inputs whose hash was
+ * not cached): what the trace's cost scales with (samebits bench --trace). */
+uint64_t sb_trainer_hashed_bytes(const sb_trainer *t);
 
 /* The batches steps first_step .. first_step+n_steps-1 train on, after the
  * whole pipeline (gather in epoch order, shuffle, augmentation): x [n_steps,

@@ -47,7 +47,7 @@ _Static_assert(offsetof(sb_trace_record, in) == 16 && offsetof(sb_trace_record, 
 _Static_assert(sizeof(sb_hash128) == 16, "hashes are 16 bytes");
 
 #define TRACE_MAGIC "SBTRACE"            /* + its NUL: 8 bytes */
-#define TRACE_VERSION 2u /* 1: tensors hashed whole (see the reader) */
+#define TRACE_VERSION 3u /* 1: tensors hashed whole (see the reader); 2: stats in double lanes */
 #define TRACE_HEADER 32u
 #define TRACE_REC 64u
 #define TRACE_SCHEMA "samebits.trace/1"
@@ -96,7 +96,7 @@ sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx);
 #define SB_XXH_SIMD 1
 #endif
 
-_Static_assert(SB_HASH_CHUNK % 128 == 0, "a chunk holds whole groups of 32 floats");
+_Static_assert(SB_HASH_CHUNK % (4 * SB_STAT_BLOCK) == 0, "a chunk holds whole stats blocks");
 
 static sb_hash128 xxh3_generic(const void *data, size_t n) {
     XXH128_hash_t h = XXH3_128bits(data, n);
@@ -104,42 +104,62 @@ static sb_hash128 xxh3_generic(const void *data, size_t n) {
 }
 
 /* Order of the stats of one chunk (SB_HASH_CHUNK bytes, or fewer at a
- * tensor's end): element i of the chunk goes to lane i mod 32 (in increasing
- * i within a lane, in double, from +0.0: each square of a float is exact in
- * double), then the 32 lanes are added as a balanced pairwise tree (lane k
- * with k+16, then k with k+8, …). max |x| is kept per lane too (a > m ? a :
- * m, so a NaN never wins) and reduced by the same tree. A tensor's sum of
- * squares is its chunks' sums added in chunk order; its max |x| the largest
- * chunk max; when the sum is NaN (an element is NaN: the squares are >= 0,
- * so +inf never meets -inf) max |x| is NaN too. The order is fixed by the
- * length alone, so the stats are the same on every machine, build, vector
- * path and thread count. The lanes are plain C arrays here (the reference
- * the vector paths in xxh_avx2.c / xxh_avx512.c follow operation for
- * operation). */
-enum { STAT_LANES = 32 };
+ * tensor's end). The chunk is cut into blocks of SB_STAT_BLOCK floats (the
+ * last one shorter); element i of a block goes to lane i mod SB_STAT_LANES.
+ * Within a block each lane sums the squares in float: s = fmaf(x, x, s) from
+ * +0.0f in increasing i (one rounding per element, as a vector FMA does).
+ * At the block's end each lane's float sum is converted to double and added
+ * to the chunk's double lane k — unless one of the block's 64 float sums is
+ * not finite (a square or a sum overflowed, or an element is Inf or NaN):
+ * then the whole block is summed again in double (per lane, (double)x*x
+ * exactly, in increasing i from +0.0) and those sums are added instead, so
+ * overflow of float never reaches the stats (sb_stats_block_double). The 64
+ * double lanes are then added as a balanced pairwise tree (lane k with k+32,
+ * then k with k+16, …). A tensor's sum of squares is its chunks' sums added
+ * in chunk order. A lane sums at most 32 squares in float, so the relative
+ * error of the sum is below 2e-6 (the sqrt stored in a record, a float, is
+ * nearly always the exact value's rounding).
+ * max |x| is order-free: the largest |x| over the non-NaN elements, however
+ * a path groups them (a > m ? a : m per lane, then the largest lane); when
+ * the sum is NaN (an element is NaN: the squares are >= 0, so +inf never
+ * meets -inf) max |x| is NaN too.
+ * The order is fixed by the length alone, so the stats are the same on
+ * every machine, build, vector path and thread count. The lanes are plain C
+ * arrays here (the reference the vector paths in xxh_avx2.c / xxh_avx512.c
+ * follow operation for operation).
+ * (Trace format 2 summed every square in double over 32 lanes: the same
+ * stats to within that error, at about twice the cost, since a double lane
+ * holds 8 squares per 512-bit operation against 16.) */
+enum { STAT_LANES = SB_STAT_LANES };
 
-static void lanes_feed_scalar(double *restrict acc_io, float *restrict mx_io,
-                              const float *restrict x, size_t n) {
-    double acc[STAT_LANES];
-    float mx[STAT_LANES];
-    memcpy(acc, acc_io, sizeof acc);
-    memcpy(mx, mx_io, sizeof mx);
-    size_t i = 0;
-    for (; i + STAT_LANES <= n; i += STAT_LANES)
-        for (int k = 0; k < STAT_LANES; k++) {
-            double v = (double)x[i + k];
-            float a = fabsf(x[i + k]);
-            acc[k] += v * v;
+void sb_stats_block_double(double *acc, const float *x, size_t n) {
+    double s[SB_STAT_LANES] = {0};
+    for (size_t i = 0; i < n; i++) s[i % SB_STAT_LANES] += (double)x[i] * (double)x[i];
+    for (int k = 0; k < SB_STAT_LANES; k++) acc[k] += s[k];
+}
+
+void sb_stats_block_finish(double *acc, const float *s, const float *x, size_t n) {
+    for (int k = 0; k < SB_STAT_LANES; k++)
+        if (!isfinite(s[k])) {
+            sb_stats_block_double(acc, x, n);
+            return;
+        }
+    for (int k = 0; k < SB_STAT_LANES; k++) acc[k] += (double)s[k];
+}
+
+static void lanes_feed_scalar(double *restrict acc, float *restrict mx, const float *restrict x,
+                              size_t n) {
+    for (size_t b = 0; b < n; b += SB_STAT_BLOCK) {
+        size_t len = n - b < SB_STAT_BLOCK ? n - b : SB_STAT_BLOCK;
+        float s[SB_STAT_LANES] = {0};
+        for (size_t i = 0; i < len; i++) {
+            float v = x[b + i], a = fabsf(v);
+            int k = (int)(i % SB_STAT_LANES);
+            s[k] = fmaf(v, v, s[k]);
             mx[k] = a > mx[k] ? a : mx[k];
         }
-    for (int k = 0; i < n; i++, k++) { /* the tail: only at the tensor's end */
-        double v = (double)x[i];
-        float a = fabsf(x[i]);
-        acc[k] += v * v;
-        mx[k] = a > mx[k] ? a : mx[k];
+        sb_stats_block_finish(acc, s, x + b, len);
     }
-    memcpy(acc_io, acc, sizeof acc);
-    memcpy(mx_io, mx, sizeof mx);
 }
 
 static sb_hash128 digest_generic(const void *p, size_t n, double *acc, float *mx) {
@@ -164,7 +184,7 @@ static hash_impl pick_impl(void) {
 #ifdef SB_XXH_SIMD
         __builtin_cpu_init();
         v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
-            : __builtin_cpu_supports("avx2")                                         ? 1
+            : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")       ? 1
                                                                                      : 0;
 #endif
         __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
@@ -1106,10 +1126,10 @@ sb_trace *sb_trace_read(const char *path, sb_error *err) {
     uint32_t version = le32(b + 8), recsz = le32(b + 12);
     if (version == 1) /* same layout, but its hashes of tensors over 64 KiB are not comparable */
         RFAIL("%s: header: trace format version 1 (tensors over 64 KiB hashed whole) is no longer "
-              "read; this build reads version %u: re-create the trace (re-run, or re-bless the "
-              "baseline)", p, TRACE_VERSION);
-    if (version != TRACE_VERSION)
-        RFAIL("%s: header: version %u is not supported (this build reads version %u)", p,
+              "read; this build reads versions 2 and %u: re-create the trace (re-run, or re-bless "
+              "the baseline)", p, TRACE_VERSION);
+    if (version != TRACE_VERSION && version != 2) /* 2: same hashes, stats in double lanes */
+        RFAIL("%s: header: version %u is not supported (this build reads versions 2 and %u)", p,
               version, TRACE_VERSION);
     if (recsz != TRACE_REC)
         RFAIL("%s: header: record size %u, expected %u", p, recsz, TRACE_REC);

@@ -21,9 +21,9 @@
  * difference grows. (Which records carry values is the writer's choice; the
  * format allows any.)
  *
- * File format "trace.sbt" (version 2), little-endian:
+ * File format "trace.sbt" (version 3), little-endian:
  *   offset 0   char[8]  magic "SBTRACE\0"
- *          8   u32      version (2)
+ *          8   u32      version (3; 2 is read too)
  *         12   u32      record size in bytes (sizeof(sb_trace_record) = 64)
  *         16   u64      number of records
  *         24   u64      offset of the footer
@@ -45,8 +45,13 @@
  * all its bytes) and its stats in one piece; version 2 hashes tensors over
  * SB_HASH_CHUNK bytes chunk by chunk (sb_hash_tensor), so the hashes of large
  * tensors differ. The reader rejects version 1 with a message saying so
- * (re-create the trace) rather than compare hashes that cannot agree. The
- * footer's "schema" is unchanged ("samebits.trace/1": the footer's JSON).
+ * (re-create the trace) rather than compare hashes that cannot agree.
+ * Version 3 has version 2's layout and hashes; only the stats' summation
+ * order changed (float lanes per block instead of every square in double:
+ * sb_trace_stats), which moves out_l2 by at most a few float ULPs. Records
+ * are compared by hash, never by stats, so the reader takes versions 2 and 3
+ * alike (a baseline's version 2 trace still names drift against a new run).
+ * The footer's "schema" is unchanged ("samebits.trace/1": the footer's JSON).
  *
  * Not here: comparing traces (harness/attrib.c), deciding what to trace
  * (engine/train.c).
@@ -89,6 +94,18 @@ sb_hash128 sb_hash_bytes(const void *data, size_t n);
  * number of threads in any order, and the value is the same. */
 #define SB_HASH_CHUNK 65536
 sb_hash128 sb_hash_tensor(const void *data, size_t n);
+
+/* The stats' lanes and blocks (trace.c documents the order): a block of
+ * SB_STAT_BLOCK floats is summed in SB_STAT_LANES float lanes, then added
+ * into double lanes. For the vector digest paths (xxh_avx2.c,
+ * xxh_avx512.c), which follow the plain C lanes of trace.c exactly:
+ * sb_stats_block_finish adds a block's float lane sums s[SB_STAT_LANES]
+ * into acc, or when one is not finite the block x[0..n) re-summed in double
+ * (sb_stats_block_double). */
+#define SB_STAT_LANES 64
+#define SB_STAT_BLOCK 2048
+void sb_stats_block_double(double *acc, const float *x, size_t n);
+void sb_stats_block_finish(double *acc, const float *s, const float *x, size_t n);
 /* Combines hashes in order (for ops with several inputs or outputs):
  * XXH3-128 of the concatenated hashes, each as 16 bytes: lo then hi, each
  * u64 little-endian (the in-memory layout of sb_hash128). n == 1 gives h[0]
@@ -108,15 +125,16 @@ typedef struct sb_trace_record {
     uint32_t n_out;     /* float elements in the outputs (all outputs together) */
     sb_hash128 in;      /* combined hash of the inputs ({0,0} when none) */
     sb_hash128 out;     /* combined hash of the outputs */
-    float out_l2;       /* sqrt of the sum of squares of the outputs (double accumulated) */
+    float out_l2;       /* sqrt of the sum of squares of the outputs (see sb_trace_stats) */
     float out_maxabs;   /* max |x| over the outputs (NaN if any is NaN) */
     uint64_t values;    /* file offset of n_out raw float32 output values, 0 = none */
 } sb_trace_record;     /* 64 bytes, no padding */
 
 /* Stats of a float buffer, as records carry them: l2 = sqrt of the sum of
- * squares accumulated in double (per chunk of SB_HASH_CHUNK bytes in a fixed
- * lane order, the chunk sums added in chunk order: trace.c documents the
- * order), maxabs = max |x|, NaN when any element is NaN; both 0 when n == 0.
+ * squares (per chunk of SB_HASH_CHUNK bytes: float lanes per block of
+ * SB_STAT_BLOCK floats, the blocks' lane sums added in double, the chunk
+ * sums added in chunk order: trace.c documents the order), maxabs = max |x|,
+ * NaN when any element is NaN; both 0 when n == 0.
  * The same values on every machine, vector path and thread count. */
 void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs);
 /* sb_hash_tensor of the buffer's bytes and sb_trace_stats of it, in one pass

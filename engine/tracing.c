@@ -59,6 +59,7 @@ static sb_hash128 view_hash(sb_trainer *t, const sb_view *v) {
     for (int i = 0; i < t->n_cache; i++)
         if (t->cache[i].p == v->p && t->cache[i].bytes == v->bytes) return t->cache[i].h;
     sb_hash128 h = sb_hash_tensor(v->p, v->bytes);
+    t->hashed_bytes += v->bytes;
     cache_put(t, v, h);
     return h;
 }
@@ -117,8 +118,14 @@ static void restore_outputs(const sb_opspec *o, const void *src) {
 
 static sb_hash128 outputs_hash(sb_trainer *t, const sb_opspec *o, int use_cache) {
     sb_hash128 h[SB_OP_MAX_IO];
-    for (int i = 0; i < o->n_out; i++)
-        h[i] = use_cache ? view_hash(t, &o->out[i]) : sb_hash_tensor(o->out[i].p, o->out[i].bytes);
+    for (int i = 0; i < o->n_out; i++) {
+        if (use_cache) {
+            h[i] = view_hash(t, &o->out[i]);
+        } else {
+            h[i] = sb_hash_tensor(o->out[i].p, o->out[i].bytes);
+            t->hashed_bytes += o->out[i].bytes;
+        }
+    }
     return o->n_out == 1 ? h[0] : sb_hash_combine(h, o->n_out);
 }
 
@@ -176,6 +183,7 @@ void sb_exec_op(sb_trainer *t, sb_opspec *o, void (*fn)(sb_trainer *, void *), v
     for (int i = 0; i < o->n_out; i++)
         d[i] = (sb_digest){.p = o->out[i].p, .bytes = o->out[i].bytes,
                            .is_float = o->out[i].is_float};
+    for (int i = 0; i < o->n_out; i++) t->hashed_bytes += d[i].bytes;
     if (t->be->i->host_parallel)
         sb_digest_tensors(d, o->n_out, host_run, t->be, t->be->threads);
     else
@@ -296,3 +304,5 @@ sb_status sb_trainer_trace_close(sb_trainer *t, const char *run_json, sb_error *
 }
 
 int sb_trainer_recheck_flags(const sb_trainer *t) { return t->recheck_flags; }
+
+uint64_t sb_trainer_hashed_bytes(const sb_trainer *t) { return t->hashed_bytes; }

@@ -108,6 +108,7 @@ struct sb_trainer {
     void *scratch, *scratch2;           /* recheck / values staging */
     size_t scratch_cap;
     int recheck_flags;                  /* records flagged so far */
+    uint64_t hashed_bytes;              /* bytes tracing hashed so far */
 };
 
 /* pipeline.c: streams, batches, augmentation, the loader */

@@ -6,14 +6,14 @@
  * guarantees one result for all of them); Debian's libxxhash is built for
  * baseline x86-64, so tracing, which hashes every tensor an op writes, calls
  * this copy when the CPU has AVX512F and AVX512DQ (trace.c picks it at run
- * time). The stats lanes follow the order trace.c documents (element i into
- * lane i mod 32, in double, increasing i within a lane): each square of a
- * float is exact in double, so the fused multiply-add here rounds exactly as
- * the scalar loop's multiply then add; max |x| per lane is vrangeps
- * (AVX512DQ: the larger magnitude, sign cleared), the scalar `a > m ? a : m`
- * for every non-NaN input (a NaN makes the sum NaN, and trace.c then reports
- * NaN whatever the lane holds). Not here: the chunking, the combination and
- * the lane tree (trace.c).
+ * time). The stats lanes follow the order trace.c documents (per block of
+ * SB_STAT_BLOCK floats, element i into float lane i mod 64, one fused
+ * multiply-add per element, as the scalar loop's fmaf; the block's lane sums
+ * then go to double through sb_stats_block_finish); max |x| per lane is
+ * vrangeps (AVX512DQ: the larger magnitude, sign cleared), the scalar
+ * `a > m ? a : m` for every non-NaN input (a NaN makes the sum NaN, and
+ * trace.c then reports NaN whatever the lane holds). Not here: the chunking,
+ * the combination and the lane tree (trace.c).
  */
 #include "trace.h"
 
@@ -30,60 +30,82 @@ sb_hash128 sb_xxh3_128_avx512(const void *data, size_t n) {
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
 
-/* n floats into the 32 lanes; n is a multiple of 32 except at a tensor's end */
-static void lanes_feed(double acc[32], float mx[32], const float *x, size_t n) {
-    __m512d a0 = _mm512_loadu_pd(acc), a1 = _mm512_loadu_pd(acc + 8);
-    __m512d a2 = _mm512_loadu_pd(acc + 16), a3 = _mm512_loadu_pd(acc + 24);
+/* The n floats of one chunk into the lanes, block by block (trace.c's
+ * order): four 16-float accumulators are the 64 float lanes of a block,
+ * element i of the block in lane i mod 64; the block's tail (shorter than
+ * 64, only at a tensor's end) goes through the same fmaf per lane. */
+static void lanes_feed(double acc[SB_STAT_LANES], float mx[SB_STAT_LANES], const float *x,
+                       size_t n) {
     __m512 m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16);
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-        __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
-        __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
-        __m512d v3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
-        a0 = _mm512_fmadd_pd(v0, v0, a0);
-        a1 = _mm512_fmadd_pd(v1, v1, a1);
-        a2 = _mm512_fmadd_pd(v2, v2, a2);
-        a3 = _mm512_fmadd_pd(v3, v3, a3);
-        /* vrangeps 0b1011: the larger magnitude, sign cleared: max(|x|, m) */
-        m0 = _mm512_range_ps(_mm512_loadu_ps(x + i), m0, 0x0B);
-        m1 = _mm512_range_ps(_mm512_loadu_ps(x + i + 16), m1, 0x0B);
+    __m512 m2 = _mm512_loadu_ps(mx + 32), m3 = _mm512_loadu_ps(mx + 48);
+    for (size_t b = 0; b < n; b += SB_STAT_BLOCK) {
+        size_t len = n - b < SB_STAT_BLOCK ? n - b : SB_STAT_BLOCK;
+        const float *xb = x + b;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        size_t i = 0;
+        for (; i + 64 <= len; i += 64) {
+            __m512 v0 = _mm512_loadu_ps(xb + i), v1 = _mm512_loadu_ps(xb + i + 16);
+            __m512 v2 = _mm512_loadu_ps(xb + i + 32), v3 = _mm512_loadu_ps(xb + i + 48);
+            s0 = _mm512_fmadd_ps(v0, v0, s0);
+            s1 = _mm512_fmadd_ps(v1, v1, s1);
+            s2 = _mm512_fmadd_ps(v2, v2, s2);
+            s3 = _mm512_fmadd_ps(v3, v3, s3);
+            /* vrangeps 0b1011: the larger magnitude, sign cleared: max(|x|, m) */
+            m0 = _mm512_range_ps(v0, m0, 0x0B);
+            m1 = _mm512_range_ps(v1, m1, 0x0B);
+            m2 = _mm512_range_ps(v2, m2, 0x0B);
+            m3 = _mm512_range_ps(v3, m3, 0x0B);
+        }
+        if (i == len) { /* a whole block: its lane sums into acc, in double when all finite */
+            __mmask16 bad = _mm512_fpclass_ps_mask(s0, 0x99) | _mm512_fpclass_ps_mask(s1, 0x99) |
+                            _mm512_fpclass_ps_mask(s2, 0x99) | _mm512_fpclass_ps_mask(s3, 0x99);
+            if (!bad) { /* 0x99: NaN or infinite */
+                const __m512 sv[4] = {s0, s1, s2, s3};
+                for (int k = 0; k < 4; k++) {
+                    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(sv[k]));
+                    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
+                        _mm512_castps_pd(sv[k]), 1)));
+                    _mm512_storeu_pd(acc + 16 * k, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * k), lo));
+                    _mm512_storeu_pd(acc + 16 * k + 8,
+                                     _mm512_add_pd(_mm512_loadu_pd(acc + 16 * k + 8), hi));
+                }
+                continue;
+            }
+        }
+        float s[SB_STAT_LANES];
+        _mm512_storeu_ps(s, s0);
+        _mm512_storeu_ps(s + 16, s1);
+        _mm512_storeu_ps(s + 32, s2);
+        _mm512_storeu_ps(s + 48, s3);
+        if (i < len) { /* the tail: only at a tensor's end */
+            _mm512_storeu_ps(mx, m0);
+            _mm512_storeu_ps(mx + 16, m1);
+            _mm512_storeu_ps(mx + 32, m2);
+            _mm512_storeu_ps(mx + 48, m3);
+            for (int k = 0; i < len; i++, k++) {
+                float v = xb[i], a = fabsf(v);
+                s[k] = fmaf(v, v, s[k]);
+                mx[k] = a > mx[k] ? a : mx[k];
+            }
+            m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16);
+            m2 = _mm512_loadu_ps(mx + 32), m3 = _mm512_loadu_ps(mx + 48);
+        }
+        sb_stats_block_finish(acc, s, xb, len);
     }
-    _mm512_storeu_pd(acc, a0);
-    _mm512_storeu_pd(acc + 8, a1);
-    _mm512_storeu_pd(acc + 16, a2);
-    _mm512_storeu_pd(acc + 24, a3);
     _mm512_storeu_ps(mx, m0);
     _mm512_storeu_ps(mx + 16, m1);
-    for (int k = 0; i < n; i++, k++) { /* the tail: only at the tensor's end */
-        double v = (double)x[i];
-        float a = fabsf(x[i]);
-        acc[k] += v * v;
-        mx[k] = a > mx[k] ? a : mx[k];
-    }
+    _mm512_storeu_ps(mx + 32, m2);
+    _mm512_storeu_ps(mx + 48, m3);
 }
 
-#define DIGEST_BLOCK 8192 /* bytes hashed, then measured while in L1; a multiple of 128 */
-
-/* XXH3-128 of the n bytes at p; when acc is non-NULL, the n/4 floats are also
- * fed into the lanes (acc, mx: 32 each, added to), block by block right after
- * each block was hashed. */
+/* XXH3-128 of the n bytes at p (a chunk: at most SB_HASH_CHUNK); when acc is
+ * non-NULL, the n/4 floats are also fed into the lanes (acc, mx: 64 each,
+ * added to) in a second pass. One call per chunk is faster than hashing it
+ * block by block through XXH3's streaming state with the stats in between
+ * (measured on 64 KiB: 4.1 us against 4.9; the chunk is read back from L2). */
 sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx) {
-    XXH128_hash_t h;
-    if (!acc || n <= DIGEST_BLOCK) {
-        h = XXH3_128bits(p, n);
-        if (acc) lanes_feed(acc, mx, p, n / sizeof(float));
-    } else {
-        XXH3_state_t st;
-        XXH3_128bits_reset(&st);
-        const char *b = p;
-        for (size_t off = 0; off < n; off += DIGEST_BLOCK) {
-            size_t len = n - off < DIGEST_BLOCK ? n - off : DIGEST_BLOCK;
-            XXH3_128bits_update(&st, b + off, len);
-            lanes_feed(acc, mx, (const float *)(const void *)(b + off), len / sizeof(float));
-        }
-        h = XXH3_128bits_digest(&st);
-    }
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    if (acc) lanes_feed(acc, mx, p, n / sizeof(float));
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
 #else

@@ -170,7 +170,7 @@ static double measure(const bench_model *m, const char *opt, sb_mode mode, int t
  * the median steps/s of each and the median overhead. 0 or -1. */
 static int measure_traced(const bench_model *m, const char *opt, sb_mode mode, int threads,
                           int steps, int reps, double *sps, double *tps, double *overhead,
-                          sb_error *err) {
+                          double *bytes_per_step, sb_error *err) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/samebits-bench-%d.sbt", (int)getpid());
     sb_trainer *u = bench_trainer(m, opt, mode, threads, 0, NULL, err);
@@ -178,6 +178,7 @@ static int measure_traced(const bench_model *m, const char *opt, sb_mode mode, i
     double us[1000], ts[1000], ov[1000];
     int n = 0, rc = -1;
     if (!t) goto done;
+    uint64_t hashed0 = sb_trainer_hashed_bytes(t);
     for (; n < reps; n++) {
         double a = time_steps(u, steps, err), b = a < 0 ? -1 : time_steps(t, steps, err);
         if (a < 0 || b < 0) goto done;
@@ -188,6 +189,7 @@ static int measure_traced(const bench_model *m, const char *opt, sb_mode mode, i
     *sps = median(us, n);
     *tps = median(ts, n);
     *overhead = median(ov, n);
+    *bytes_per_step = (double)(sb_trainer_hashed_bytes(t) - hashed0) / ((double)n * steps);
     rc = 0;
 done:
     if (t) sb_trainer_trace_close(t, NULL, err);
@@ -195,6 +197,34 @@ done:
     sb_trainer_free(t);
     sb_trainer_free(u);
     return rc;
+}
+
+/* What tracing's hashing costs at best: XXH3-128 plus the stats of a 64 KiB
+ * float tensor (one chunk, in cache), repeated for 0.1 s on this thread,
+ * in bytes per second. With the bytes a traced step hashes this gives the
+ * overhead that hashing alone implies ("floor"), whatever the bookkeeping
+ * around it costs. 0 when out of memory. */
+static double digest_rate(void) {
+    enum { N = 16384 };
+    float *x = malloc(N * sizeof *x);
+    if (!x) return 0;
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 97) * 0.01f - 0.5f;
+    sb_hash128 h;
+    float l2, mx;
+    sb_hash_stats_f32(x, N, &h, &l2, &mx); /* warm-up */
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        long calls = 0;
+        double t0 = sb_now(), t;
+        do {
+            for (int k = 0; k < 64; k++) sb_hash_stats_f32(x, N, &h, &l2, &mx);
+            calls += 64;
+            t = sb_now() - t0;
+        } while (t < 0.1 / 3);
+        if (calls * (double)N * sizeof *x / t > best) best = calls * (double)N * sizeof *x / t;
+    }
+    free(x);
+    return best;
 }
 
 int sb_cmd_bench(int argc, char **argv) {
@@ -241,10 +271,15 @@ int sb_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "samebits bench: bad or incomplete option '%s'\n", a);
         return SB_EXIT_USAGE;
     }
+    double rate = trace ? digest_rate() : 0;
     if (!json) {
         printf("blas: %s\n", sb_blas_info());
+        if (trace)
+            printf("hashing (XXH3-128 + stats of a 64 KiB tensor in cache, 1 thread): %.1f GB/s\n"
+                   "floor: the overhead hashing alone implies at that rate on one thread\n",
+                   rate * 1e-9);
         printf("%-8s %-5s %-14s %-7s %10s%s\n", "model", "opt", "mode", "threads", "steps/s",
-               trace ? "  traced/s  overhead" : "");
+               trace ? "  traced/s  overhead  KiB/step   floor" : "");
     }
     const char *opts[] = {"sgd", "adam"};
     const sb_mode modes[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST, SB_MODE_CANONICAL};
@@ -256,10 +291,11 @@ int sb_cmd_bench(int argc, char **argv) {
                     if (only_opt && strcmp(only_opt, opts[o]) != 0) continue;
                     if (only_mode && strcmp(only_mode, sb_mode_name(modes[md])) != 0) continue;
                     sb_error err = {0};
-                    double sps = 0, tps = 0, ov = 0;
+                    double sps = 0, tps = 0, ov = 0, bps = 0;
                     if (trace) {
                         if (measure_traced(&MODELS[mi], opts[o], modes[md], threads[ti],
-                                           (int)steps, (int)reps, &sps, &tps, &ov, &err) != 0)
+                                           (int)steps, (int)reps, &sps, &tps, &ov, &bps,
+                                           &err) != 0)
                             sps = -1;
                     } else {
                         sps = measure(&MODELS[mi], opts[o], modes[md], threads[ti], (int)steps,
@@ -269,7 +305,17 @@ int sb_cmd_bench(int argc, char **argv) {
                         fprintf(stderr, "samebits bench: %s\n", err.msg);
                         return SB_EXIT_RUN;
                     }
-                    if (json)
+                    /* hashing time per step at the best rate, over the untraced step */
+                    double floor = trace && rate > 0 && sps > 0 ? bps / rate * sps : 0;
+                    if (json && trace)
+                        printf("{\"impl\": \"samebits\", \"model\": \"%s\", \"optimizer\": \"%s\", "
+                               "\"mode\": \"%s\", \"threads\": %d, \"batch\": %d, "
+                               "\"steps_per_s\": %.2f, \"traced_steps_per_s\": %.2f, "
+                               "\"trace_overhead\": %.4f, \"hashed_bytes_per_step\": %.0f, "
+                               "\"hash_bytes_per_s\": %.4g, \"hash_floor\": %.4f}\n",
+                               MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti],
+                               MODELS[mi].batch, sps, tps, ov, bps, rate, floor);
+                    else if (json)
                         printf("{\"impl\": \"samebits\", \"model\": \"%s\", \"optimizer\": \"%s\", "
                                "\"mode\": \"%s\", \"threads\": %d, \"batch\": %d, "
                                "\"steps_per_s\": %.2f, \"traced_steps_per_s\": %.2f, "
@@ -277,9 +323,9 @@ int sb_cmd_bench(int argc, char **argv) {
                                MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti],
                                MODELS[mi].batch, sps, tps, ov);
                     else if (trace)
-                        printf("%-8s %-5s %-14s %-7d %10.1f %9.1f %8.1f%%\n", MODELS[mi].name,
-                               opts[o], sb_mode_name(modes[md]), threads[ti], sps, tps,
-                               100.0 * ov);
+                        printf("%-8s %-5s %-14s %-7d %10.1f %9.1f %8.1f%% %9.0f %6.1f%%\n",
+                               MODELS[mi].name, opts[o], sb_mode_name(modes[md]), threads[ti], sps,
+                               tps, 100.0 * ov, bps / 1024.0, 100.0 * floor);
                     else
                         printf("%-8s %-5s %-14s %-7d %10.1f\n", MODELS[mi].name, opts[o],
                                sb_mode_name(modes[md]), threads[ti], sps);

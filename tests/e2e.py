@@ -496,6 +496,14 @@ def bench_trace_should_print_one_json_line_per_configuration(tmp):
     for r in rows:
         check(r["model"] == "smoke" and r["steps_per_s"] > 0 and r["traced_steps_per_s"] > 0
               and r["trace_overhead"] > -1, f"bad row {r}")
+        # the bytes a traced step hashes: the smoke MLP's step writes at
+        # least its parameters and gradients (1,732 floats each) and its
+        # batch (32 x 16 floats); the floor is those bytes at the measured
+        # rate over the untraced step (rounded as printed: 1%)
+        want = r["hashed_bytes_per_step"] / r["hash_bytes_per_s"] * r["steps_per_s"]
+        check(r["hashed_bytes_per_step"] > 2 * 1732 * 4 + 32 * 16 * 4
+              and r["hash_bytes_per_s"] > 0 and abs(r["hash_floor"] - want) <= 0.01 * want + 1e-4,
+              f"bad hashing figures {r}")
     left = {f for f in set(os.listdir("/tmp")) - before if f.startswith("samebits-bench-")}
     check(not left, f"trace files left behind: {left}")
     p = run("bench", "--steps", "0", expect=2)

@@ -143,7 +143,7 @@ def trace_values(path, step):
     if data[:8] != b"SBTRACE\0":
         raise AssertionError(f"{path}: not a samebits trace")
     version, rec_size, n, footer = struct.unpack_from("<IIQQ", data, 8)
-    if version not in (1, 2) or rec_size != 64:
+    if version not in (1, 2, 3) or rec_size != 64:
         raise AssertionError(f"{path}: trace version {version}, record size {rec_size}")
     (flen,) = struct.unpack_from("<I", data, footer)
     ops = [o["name"] for o in json.loads(data[footer + 4:footer + 4 + flen])["ops"]]

@@ -166,18 +166,45 @@ static int hash_combine_should_hash_the_hashes_in_order(void) {
 
 /* ---- stats --------------------------------------------------------------- */
 
-static int stats_should_accumulate_l2_in_double_and_take_the_max_abs(void) {
+static double ref_sumsq(const float *x, size_t n, float *maxabs); /* below */
+static void fill_floats(float *x, size_t n, uint32_t seed);
+
+/* sb_digest_tensors's sum of squares and max |x| of x[0..n) (one thread) */
+static double digest_sumsq(const float *x, size_t n, float *maxabs) {
+    sb_digest d = {.p = x, .bytes = n * sizeof(float), .is_float = 1};
+    sb_digest_tensors(&d, 1, NULL, NULL, 1);
+    *maxabs = d.maxabs;
+    return d.sumsq;
+}
+
+static int stats_should_sum_float_lanes_per_block_and_the_blocks_in_double(void) {
     float l2, ma;
     float x[3] = {-3.0f, 2.0f, 1.0f};
     sb_trace_stats(x, 3, &l2, &ma);
     CHECK(l2 == (float)sqrt(14.0) && ma == 3.0f, "l2 %.9g maxabs %.9g", l2, ma);
-    /* 4096^2 = 2^24 then 1000 ones: a float sum stays at 2^24, a double sum is exact */
-    static float y[1001];
+    static float y[4096];
+    /* 4096^2 = 2^24, then 1 in the same lane of the same block: a float
+     * lane stays at 2^24 (2^24 + 1 rounds to even) */
+    memset(y, 0, sizeof y);
     y[0] = 4096.0f;
-    for (int i = 1; i <= 1000; i++) y[i] = 1.0f;
-    sb_trace_stats(y, 1001, &l2, &ma);
-    CHECK(l2 == (float)sqrt(16777216.0 + 1000.0) && l2 != 4096.0f, "l2 %.9g", l2);
-    CHECK(ma == 4096.0f, "maxabs %.9g", ma);
+    y[64] = 1.0f;
+    CHECK(digest_sumsq(y, 4096, &ma) == 0x1p24 && ma == 4096.0f, "same lane, same block: %a",
+          digest_sumsq(y, 4096, &ma));
+    /* ... in another lane of the block, or in the same lane of the next
+     * block: the lanes and the blocks meet in double, exactly */
+    y[64] = 0.0f;
+    y[1] = 1.0f;
+    CHECK(digest_sumsq(y, 4096, &ma) == 0x1p24 + 1.0, "other lane: %a", digest_sumsq(y, 4096, &ma));
+    y[1] = 0.0f;
+    y[2048] = 1.0f;
+    CHECK(digest_sumsq(y, 4096, &ma) == 0x1p24 + 1.0, "next block: %a", digest_sumsq(y, 4096, &ma));
+    /* a square that overflows float: that block is summed in double */
+    y[2048] = 2e19f;
+    double want = 0x1p24 + (double)2e19f * (double)2e19f;
+    CHECK(digest_sumsq(y, 4096, &ma) == want && ma == 2e19f, "float overflow: %a vs %a",
+          digest_sumsq(y, 4096, &ma), want);
+    sb_trace_stats(y + 2048, 1, &l2, &ma);
+    CHECK(l2 == 2e19f, "float overflow: l2 %g", l2);
     /* every length 0..40 (all lane tails), integer values: every sum is exact */
     float z[40];
     for (int n = 0; n <= 40; n++) {
@@ -198,28 +225,26 @@ static int stats_should_accumulate_l2_in_double_and_take_the_max_abs(void) {
     return 0;
 }
 
-static int stats_should_match_a_double_lane_reference_on_random_data(void) {
-    /* the order trace.c documents (lane i mod 8, lanes added pairwise), on
-     * random data across every tail length; after the rounding to float the
-     * order rarely shows, so this mostly checks the vectorized loop's values */
-    static float x[1003];
-    uint32_t u = 12345;
-    for (int i = 0; i < 1003; i++) {
-        u = u * 1664525u + 1013904223u;
-        x[i] = (float)(u >> 8) * 0x1p-20f - 8.0f; /* [-8, 8), 24 significant bits */
+static int stats_should_match_the_documented_order_on_random_data(void) {
+    /* the order trace.c documents, written out in ref_sumsq, on random data
+     * of every kind, across lane tails, block and chunk boundaries; and
+     * within 2e-6 of the sum taken in long double */
+    static const size_t lens[] = {1, 63, 64, 65, 995, 1003, 2047, 2048, 2049, 4159, 16383,
+                                  16384, 16385, 40000};
+    float *x = malloc(40000 * sizeof *x);
+    fill_floats(x, 40000, 77);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        float rm, ma;
+        double want = ref_sumsq(x, n, &rm), got = digest_sumsq(x, n, &ma);
+        CHECK(!memcmp(&got, &want, sizeof got) && ma == rm, "n=%zu: sumsq %a vs %a, maxabs %a vs %a",
+              n, got, want, ma, rm);
+        long double exact = 0;
+        for (size_t i = 0; i < n; i++) exact += (long double)x[i] * x[i];
+        CHECK(fabsl((long double)got - exact) <= 2e-6L * exact, "n=%zu: sumsq %a, exact %La", n,
+              got, exact);
     }
-    for (int n = 995; n <= 1003; n++) {
-        double acc[8] = {0};
-        float m = 0, l2, ma;
-        for (int i = 0; i < n; i++) {
-            acc[i % 8] += (double)x[i] * (double)x[i];
-            m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-        }
-        double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        sb_trace_stats(x, (size_t)n, &l2, &ma);
-        CHECK(l2 == (float)sqrt(s) && ma == m, "n=%d: l2 %a vs %a, maxabs %a vs %a", n, l2,
-              (float)sqrt(s), ma, m);
-    }
+    free(x);
     return 0;
 }
 
@@ -274,29 +299,41 @@ static sb_hash128 ref_tensor_hash(const void *p, size_t n) {
 }
 
 /* The stats order trace.c documents, written out independently: per chunk
- * of CH/4 floats, lane i mod 32 in double, the lanes added as a pairwise
- * tree; the chunk sums added in chunk order; max |x| likewise. */
+ * of CH/4 floats, per block of 2048 floats, lane i mod 64 summed in float by
+ * fmaf from +0.0f; a block whose 64 float sums are all finite adds them to
+ * the chunk's double lanes, any other block adds its lanes' sums of squares
+ * taken in double instead; the 64 double lanes added as a pairwise tree; the
+ * chunk sums added in chunk order; max |x| over the non-NaN elements (NaN
+ * when the sum is NaN). */
+static void ref_chunk_lanes(const float *x, size_t len, double acc[64]) {
+    for (int k = 0; k < 64; k++) acc[k] = 0.0;
+    for (size_t b = 0; b < len; b += 2048) {
+        size_t bl = len - b < 2048 ? len - b : 2048;
+        float f[64] = {0};
+        double d[64] = {0};
+        int finite = 1;
+        for (size_t i = 0; i < bl; i++) {
+            f[i % 64] = fmaf(x[b + i], x[b + i], f[i % 64]);
+            d[i % 64] += (double)x[b + i] * (double)x[b + i];
+        }
+        for (int k = 0; k < 64; k++) finite = finite && isfinite(f[k]);
+        for (int k = 0; k < 64; k++) acc[k] += finite ? (double)f[k] : d[k];
+    }
+}
+
 static double ref_sumsq(const float *x, size_t n, float *maxabs) {
     double total = 0.0;
     float m = 0.0f;
     size_t per = CH / sizeof(float);
     for (size_t c0 = 0; c0 == 0 || c0 < n; c0 += per) {
         size_t len = n - c0 < per ? n - c0 : per;
-        double acc[32] = {0};
-        float mx[32] = {0};
-        for (size_t i = 0; i < len; i++) {
-            double v = (double)x[c0 + i];
-            float a = fabsf(x[c0 + i]);
-            acc[i % 32] += v * v;
-            mx[i % 32] = a > mx[i % 32] ? a : mx[i % 32];
-        }
-        for (int half = 16; half >= 1; half /= 2)
-            for (int k = 0; k < half; k++) {
-                acc[k] = acc[k] + acc[k + half];
-                mx[k] = mx[k + half] > mx[k] ? mx[k + half] : mx[k];
-            }
+        double acc[64];
+        ref_chunk_lanes(x + c0, len, acc);
+        for (size_t i = 0; i < len; i++)
+            if (fabsf(x[c0 + i]) > m) m = fabsf(x[c0 + i]);
+        for (int half = 32; half >= 1; half /= 2)
+            for (int k = 0; k < half; k++) acc[k] = acc[k] + acc[k + half];
         total = c0 == 0 ? acc[0] : total + acc[0];
-        m = mx[0] > m ? mx[0] : m;
         if (n == 0) break;
     }
     *maxabs = isnan(total) ? NAN : m;
@@ -442,28 +479,36 @@ static int vector_digests_should_equal_the_plain_c_lanes(void) {
     size_t per = CH / sizeof(float);
     float *x = malloc(per * sizeof *x);
     fill_floats(x, per, 3);
-    const size_t sizes[] = {0, 1, 31, 32, 33, 2047, 2048, 2049, 4097, per - 1, per};
+    const size_t sizes[] = {0, 1, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049, 4097, per - 1, per};
     int tested = 0;
     __builtin_cpu_init();
     for (int p = 0; p < 2; p++) {
-        int have = p == 0 ? __builtin_cpu_supports("avx2")
+        int have = p == 0 ? __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
                           : __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
         if (!have) continue;
         tested++;
+        /* random data, then with squares that overflow float in two blocks
+         * (those are summed in double) and an infinity in a third */
+        for (int variant = 0; variant < 2; variant++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-            size_t n = sizes[s];
-            double acc[32] = {0}, racc[32] = {0};
-            float mx[32] = {0}, rmx[32] = {0};
-            sb_hash128 h = paths[p].fn(x, n * sizeof(float), acc, mx);
-            for (size_t i = 0; i < n; i++) {
-                racc[i % 32] += (double)x[i] * (double)x[i];
-                float a = fabsf(x[i]);
-                rmx[i % 32] = a > rmx[i % 32] ? a : rmx[i % 32];
+            fill_floats(x, per, 3);
+            if (variant) {
+                x[40] = 3e19f;
+                x[2100] = -2.5e19f;
+                x[9000] = INFINITY;
             }
+            size_t n = sizes[s];
+            double acc[64] = {0}, racc[64];
+            float mx[64] = {0}, lmax = 0.0f, rmax = 0.0f;
+            sb_hash128 h = paths[p].fn(x, n * sizeof(float), acc, mx);
+            ref_chunk_lanes(x, n, racc);
+            for (size_t i = 0; i < n; i++) rmax = fabsf(x[i]) > rmax ? fabsf(x[i]) : rmax;
+            for (int k = 0; k < 64; k++) lmax = mx[k] > lmax ? mx[k] : lmax;
             CHECK(sb_hash_equal(h, sb_hash_bytes(x, n * sizeof(float))), "%s n=%zu: hash",
                   paths[p].name, n);
-            CHECK(!memcmp(acc, racc, sizeof acc) && !memcmp(mx, rmx, sizeof mx),
-                  "%s n=%zu: lanes differ from the plain C loop", paths[p].name, n);
+            CHECK(!memcmp(acc, racc, sizeof acc) && lmax == rmax,
+                  "%s n=%zu%s: lanes differ from the documented order", paths[p].name, n,
+                  variant ? " (overflow, inf)" : "");
             CHECK(sb_hash_equal(paths[p].fn(x, n * sizeof(float), NULL, NULL), h),
                   "%s n=%zu: hash without stats", paths[p].name, n);
         }
@@ -878,10 +923,10 @@ static const corrupt corrupts[] = {
     {"an empty file", "file is 0 bytes, too short", .cut = -1},
     {"a file shorter than the header", "file is 31 bytes, too short", .cut = 31},
     {"bad magic", "header: bad magic", .at = 0, .width = 4, .value = 0x41525453},
-    {"wrong version", "header: version 3 is not supported", .at = 8, .width = 4, .value = 3},
+    {"wrong version", "header: version 4 is not supported", .at = 8, .width = 4, .value = 4},
     {"version 1 (tensors hashed whole)",
      "header: trace format version 1 (tensors over 64 KiB hashed whole) is no longer read; "
-     "this build reads version 2", .at = 8, .width = 4, .value = 1},
+     "this build reads versions 2 and 3", .at = 8, .width = 4, .value = 1},
     {"wrong record size", "header: record size 48, expected 64", .at = 12, .width = 4, .value = 48},
     {"count larger than the file", "header: record count 1099511627776", .at = 16, .width = 8,
      .value = 1ull << 40},
@@ -1011,8 +1056,8 @@ static const sb_test_case cases[] = {
     SB_CASE(stage_names_should_round_trip_and_reject_unknown_names),
     SB_CASE(xxh3_128_should_match_xxhsum_known_answers),
     SB_CASE(hash_combine_should_hash_the_hashes_in_order),
-    SB_CASE(stats_should_accumulate_l2_in_double_and_take_the_max_abs),
-    SB_CASE(stats_should_match_a_double_lane_reference_on_random_data),
+    SB_CASE(stats_should_sum_float_lanes_per_block_and_the_blocks_in_double),
+    SB_CASE(stats_should_match_the_documented_order_on_random_data),
     SB_CASE(stats_should_make_maxabs_and_l2_nan_when_any_element_is_nan),
     SB_CASE(stats_should_report_inf_and_zero_for_empty_input),
     SB_CASE(tensor_hash_should_be_plain_xxh3_up_to_one_chunk_and_chunked_above),

@@ -10,8 +10,8 @@ sb_add_test_exe(test_trace
     stage_names_should_round_trip_and_reject_unknown_names
     xxh3_128_should_match_xxhsum_known_answers
     hash_combine_should_hash_the_hashes_in_order
-    stats_should_accumulate_l2_in_double_and_take_the_max_abs
-    stats_should_match_a_double_lane_reference_on_random_data
+    stats_should_sum_float_lanes_per_block_and_the_blocks_in_double
+    stats_should_match_the_documented_order_on_random_data
     stats_should_make_maxabs_and_l2_nan_when_any_element_is_nan
     stats_should_report_inf_and_zero_for_empty_input
     tensor_hash_should_be_plain_xxh3_up_to_one_chunk_and_chunked_above
