@@ -277,7 +277,9 @@ static void value_str(const cJSON *v, const char *missing, char *buf, size_t n) 
         o = strlen(v->valuestring);
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15)
+        /* range first: converting a double outside long long's range (a
+         * manifest or run.json may hold 1e300) is undefined behaviour */
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d)
             snprintf(buf, n, "%lld", (long long)d);
         else
             snprintf(buf, n, "%.17g", d);

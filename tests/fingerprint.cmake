@@ -10,6 +10,7 @@ sb_add_test_exe(test_fingerprint
     fingerprint_should_capture_numerics_environment_variables
     diff_should_report_exactly_the_changed_bit_relevant_fields
     diff_should_treat_a_malformed_fingerprint_as_not_recorded
+    diff_should_print_numbers_outside_the_integer_range
     old_kernel_warning_should_fire_for_prescott_on_an_avx512_cpu
     warnings_should_flag_threads_versions_and_devices
     cuda_fields_should_say_absent_or_no_device_when_missing

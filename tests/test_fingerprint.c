@@ -308,6 +308,42 @@ static int diff_should_treat_a_malformed_fingerprint_as_not_recorded(void) {
     return 0;
 }
 
+/* A manifest or run.json can hold any number where the fingerprint has a
+ * string or a small integer: values outside long long's range (1e300, 2^63)
+ * must be printed, never converted to an integer (undefined behaviour, which
+ * the sanitizer build reports). */
+static int diff_should_print_numbers_outside_the_integer_range(void) {
+    cJSON *a = collect();
+    CHECK(a, "collect failed");
+    static const char *const cases[][2] = {
+        {"1e300", "1.0000000000000001e+300"},
+        {"-1e300", "-1.0000000000000001e+300"},
+        {"9223372036854775808", "9.2233720368547758e+18"},
+        {"1e400", "inf"},
+        {"123", "123"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "{\"cpu\": {\"arch\": %s}}", cases[i][0]);
+        cJSON *b = cJSON_Parse(text);
+        CHECK(b, "test JSON %s", text);
+        sb_fp_diff *d = NULL;
+        int n = 0;
+        sb_error err = {0};
+        CHECK(sb_fingerprint_diff(a, b, "ref", &d, &n, &err) == SB_OK, "%s", err.msg);
+        int arch = -1;
+        for (int k = 0; k < n; k++)
+            if (!strcmp(d[k].field, "cpu.arch")) arch = k;
+        CHECK(arch >= 0 && !strcmp(d[arch].b, cases[i][1]), "cpu.arch %s printed as \"%s\", "
+              "expected \"%s\"", cases[i][0], arch >= 0 ? d[arch].b : "(no difference)",
+              cases[i][1]);
+        free(d);
+        cJSON_Delete(b);
+    }
+    cJSON_Delete(a);
+    return 0;
+}
+
 /* ---- warnings ---- */
 
 static cJSON *synthetic(const char *core, const char *const *isa, int n_isa) {
@@ -559,6 +595,7 @@ static const sb_test_case cases[] = {
     SB_CASE(fingerprint_should_capture_numerics_environment_variables),
     SB_CASE(diff_should_report_exactly_the_changed_bit_relevant_fields),
     SB_CASE(diff_should_treat_a_malformed_fingerprint_as_not_recorded),
+    SB_CASE(diff_should_print_numbers_outside_the_integer_range),
     SB_CASE(old_kernel_warning_should_fire_for_prescott_on_an_avx512_cpu),
     SB_CASE(warnings_should_flag_threads_versions_and_devices),
     SB_CASE(cuda_fields_should_say_absent_or_no_device_when_missing),
