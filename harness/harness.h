@@ -158,8 +158,12 @@ int sb_parse_double(const char *s, double *out);
 sb_status sb_copy_file(const char *src, const char *dst, sb_error *err);
 int sb_rm_rf(const char *path);                   /* 0 ok */
 /* Reads a JSON file whose top level must be an object; NULL with err naming
- * the file and, for malformed JSON, the line and column. Caller deletes. */
+ * the file and, for malformed JSON (anything after the value included), the
+ * line and column, or the JSON path of a duplicate key. Caller deletes. */
 struct cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err);
+/* 1 when some object in j holds a key twice, with "a.b[2].c: duplicate key"
+ * in path (n bytes); 0 when none. */
+int sb_json_find_duplicate_key(const struct cJSON *j, char *path, size_t n);
 int sb_self_exe(char *buf, size_t n);             /* path of this executable; 0 ok */
 
 /* ---- command-line options (util.c) ----

@@ -540,6 +540,11 @@ sb_report *sb_report_load(const char *dir, sb_error *err) {
         sb_error_set(err, SB_ERR_FORMAT, "%s: line %d, column %d: not valid JSON", path, line, col);
         goto fail;
     }
+    char dup[512];
+    if (sb_json_find_duplicate_key(r->summary, dup, sizeof dup)) {
+        sb_error_set(err, SB_ERR_FORMAT, "%s: %s", path, dup);
+        goto fail;
+    }
     if (check_skeleton(r->summary, path, err) != 0) goto fail;
     r->runs = cJSON_GetObjectItemCaseSensitive(r->summary, "runs");
     r->checks = cJSON_GetObjectItemCaseSensitive(r->summary, "checks");

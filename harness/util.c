@@ -121,12 +121,52 @@ int sb_rm_rf(const char *path) {
     return rc;
 }
 
+/* Depth-first: the first object holding a key twice; its JSON path
+ * ("runs[3].config.seed") into path. */
+static int find_duplicate(const cJSON *j, char *path, size_t n, size_t at, int depth) {
+    if (depth > 1000) return 0; /* cJSON's own nesting limit is lower */
+    int i = 0;
+    for (const cJSON *c = j ? j->child : NULL; c; c = c->next, i++) {
+        size_t len = at;
+        if (cJSON_IsObject(j)) {
+            for (const cJSON *d = j->child; d != c; d = d->next)
+                if (d->string && c->string && !strcmp(d->string, c->string)) {
+                    snprintf(path + at, n - at, "%s%s: duplicate key", at ? "." : "", c->string);
+                    return 1;
+                }
+            len += (size_t)snprintf(path + at, n - at, "%s%s", at ? "." : "",
+                                    c->string ? c->string : "");
+        } else {
+            len += (size_t)snprintf(path + at, n - at, "[%d]", i);
+        }
+        if (len >= n) len = n - 1;
+        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && find_duplicate(c, path, n, len, depth + 1))
+            return 1;
+        path[at] = 0;
+    }
+    return 0;
+}
+
+int sb_json_find_duplicate_key(const cJSON *j, char *path, size_t n) {
+    if (!n) return 0;
+    path[0] = 0;
+    return find_duplicate(j, path, n, 0, 0);
+}
+
 cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err) {
     size_t n;
     char *text = sb_read_file(path, max_bytes, &n, err);
     if (!text) return NULL;
+    if (memchr(text, '\0', n)) {
+        sb_error_set(err, SB_ERR_FORMAT, "%s: holds a NUL byte: not a JSON text", path);
+        free(text);
+        return NULL;
+    }
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    /* the length includes sb_read_file's terminating NUL: cJSON then also
+     * rejects anything but white space after the value */
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1);
+    char where[512];
     if (!j) {
         /* cJSON points at (or just past) the offending character */
         size_t off = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
@@ -142,6 +182,10 @@ cJSON *sb_json_read_object(const char *path, size_t max_bytes, sb_error *err) {
         sb_error_set(err, SB_ERR_FORMAT, "%s: line %d, column %d: malformed JSON", path, line, col);
     } else if (!cJSON_IsObject(j)) {
         sb_error_set(err, SB_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+        cJSON_Delete(j);
+        j = NULL;
+    } else if (sb_json_find_duplicate_key(j, where, sizeof where)) {
+        sb_error_set(err, SB_ERR_FORMAT, "%s: %s", path, where);
         cJSON_Delete(j);
         j = NULL;
     }

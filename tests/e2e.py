@@ -10,6 +10,7 @@ Only the standard library is used, except where a case says otherwise.
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -806,6 +807,22 @@ def malformed_manifest_should_be_an_error_naming_the_file_and_place(tmp):
     c = load_summary(out)["checks"][0]
     check(c["status"] == "error" and man in c["message"] and "line 2, column" in c["message"],
           f"message should name {man} and the line: {c.get('message')}")
+    # a valid manifest with anything after it, or with a key given twice
+    # (JSON leaves duplicates to the reader; ours refuses to pick one)
+    run("bless", path, "--baselines", bdir, "--force", cwd=tmp, expect=0)
+    with open(man) as f:
+        good = f.read()
+    bad = {"trailing": (good + "\n{}\n", "line %d, column" % (good.count("\n") + 2)),
+           "duplicate": (re.sub(r'"cells":\s*\{', '"cells": {"x": 1, "x": 2, ', good, count=1),
+                         "cells.x: duplicate key")}
+    for name, (text, where) in bad.items():
+        with open(man, "w") as f:
+            f.write(text)
+        out = os.path.join(tmp, "res-" + name)
+        run("run", path, "--out", out, "--baselines", bdir, expect=2)
+        c = load_summary(out)["checks"][0]
+        check(c["status"] == "error" and man in c["message"] and where in c["message"],
+              f"{name}: message should name {man} and '{where}': {c.get('message')}")
 
 
 def main():

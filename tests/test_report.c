@@ -157,6 +157,9 @@ static int load_should_name_the_place_of_a_malformed_summary(void) {
          "checks[0].comparisons[0].b"},
         {"{\"schema\": \"samebits.summary/1\", \"suite\": \"s\", \"runs\": [], \"checks\": []} x",
          "not valid JSON"},
+        {"{\"schema\": \"samebits.summary/1\", \"suite\": \"s\", \"runs\": [{\"id\": \"a\", "
+         "\"status\": \"ok\", \"status\": \"crashed\"}], \"checks\": []}",
+         "runs[0].status: duplicate key"},
     };
     char dir[256];
     for (size_t i = 0; i < sizeof T / sizeof *T; i++) {
