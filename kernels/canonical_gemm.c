@@ -484,8 +484,9 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
 
 #define SPLIT_N 16 /* column split unit: one vector */
 #define SPLIT_M 16 /* row split unit */
-/* A part is worth a worker from about 1 MFLOP (~10 us on one core): waking
- * the pool's workers and waiting for them costs ~5 us (measured here). */
+/* A part is worth a worker from about 1 MFLOP (~10 us on one core): handing
+ * a job to the pool's spinning helpers and waiting for them costs 1-3 us,
+ * ~40 us when they have gone to sleep (threadpool.c; measured here). */
 #define MIN_FLOPS_PER_PART 1048576.0
 
 static int split_columns(const sb_canon_gemm *g) {
