@@ -26,6 +26,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct gemm_shape {
     const char *name;
@@ -129,20 +130,37 @@ static double gemm_round(sb_backend *be, const gemm_shape *s, const float *A, co
     return flops * (double)calls / t / 1e9;
 }
 
+/* After a multithreaded OpenBLAS call its helper threads keep polling
+ * (sched_yield) for about 0.1 s before they sleep (OpenBLAS's
+ * THREAD_TIMEOUT, 2^28 TSC ticks by default), and while they poll they
+ * share the cores with whatever runs next: the canonical rounds that
+ * followed OpenBLAS's ran up to 25% slower on 2 threads for that alone.
+ * So with more than one thread each OpenBLAS round is followed by a pause
+ * long enough for them to park; each GEMM is timed on quiet cores. */
+#define OPENBLAS_SETTLE_S 0.25
+
+static void settle(double s) {
+    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&t, &t) != 0) {
+    }
+}
+
 /* The best (or median) of `reps` rounds on each of the two backends; the
  * rounds alternate (a, b, a, b, ...) so that both see the same machine load
  * (on a shared machine the load drifts within seconds). One warm-up call
- * each first. */
+ * each first. b_settle: seconds to pause after each round of b. */
 static void time_pair(sb_backend *a, sb_backend *b, const gemm_shape *s, const float *A,
-                      const float *B, float *C, int reps, double min_s, int median, double *ga,
-                      double *gb) {
+                      const float *B, float *C, int reps, double min_s, int median,
+                      double b_settle, double *ga, double *gb) {
     double ra[1000], rb[1000];
     memset(C, 0, (size_t)s->M * (size_t)s->N * sizeof *C);
     gemm_round(a, s, A, B, C, 0);
     gemm_round(b, s, A, B, C, 0);
+    if (b_settle > 0) settle(b_settle);
     for (int r = 0; r < reps; r++) {
         ra[r] = gemm_round(a, s, A, B, C, min_s);
         rb[r] = gemm_round(b, s, A, B, C, min_s);
+        if (b_settle > 0) settle(b_settle);
     }
     qsort(ra, (size_t)reps, sizeof ra[0], cmp_double);
     qsort(rb, (size_t)reps, sizeof rb[0], cmp_double);
@@ -252,7 +270,8 @@ int sb_cmd_bench_gemm(int argc, char **argv) {
                 return SB_EXIT_RUN;
             }
             double gc, go;
-            time_pair(canon, ob, s, A, B, C, (int)reps, seconds, median, &gc, &go);
+            time_pair(canon, ob, s, A, B, C, (int)reps, seconds, median,
+                      threads[ti] > 1 ? OPENBLAS_SETTLE_S : 0.0, &gc, &go);
             sb_backend_free(canon);
             sb_backend_free(ob);
             char dims[48];

@@ -3,6 +3,13 @@
 optimizers and thread counts, timed the same way (20 warm-up steps, then the
 best of REPS runs of STEPS steps), one JSON object per line.
 
+Thread count: torch.set_num_threads sets ATen's (OpenMP) threads only. Debian's
+python3-torch does its matrix products in the system BLAS (OpenBLAS through
+libblas.so.3), whose own thread pool ignores that call and uses every core, so
+a "1 thread" PyTorch run did its GEMMs on 2 threads. The BLAS that torch loaded
+is therefore found in /proc/self/maps and told the same count
+(openblas_set_num_threads); each row reports the count the BLAS then holds.
+
 A step here does what a samebits step does: take the next batch from a
 per-epoch shuffled order, forward, cross-entropy, backward, optimizer update.
 
@@ -10,6 +17,7 @@ Usage: bench_torch.py [--steps N] [--reps N] [--threads 1,2] [--model NAME]
                       [--optimizer sgd|adam]
 """
 import argparse
+import ctypes
 import json
 import time
 
@@ -98,9 +106,39 @@ def build(m):
     return torch.nn.Sequential(*layers)
 
 
+def loaded_openblas():
+    """The OpenBLAS this process has mapped (torch's BLAS), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {l.split()[-1] for l in f if "/" in l}
+    except OSError:
+        return None
+    for p in sorted(paths):
+        base = p.rsplit("/", 1)[-1]
+        if "openblas" in base or base.startswith("libblas.so"):
+            try:
+                lib = ctypes.CDLL(p)
+                lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
+                lib.openblas_get_num_threads.restype = ctypes.c_int
+                return lib
+            except (OSError, AttributeError):
+                continue
+    return None
+
+
+def set_threads(threads):
+    """ATen's and the BLAS's thread counts; returns the BLAS's (None: not OpenBLAS)."""
+    torch.set_num_threads(threads)
+    torch.zeros(2, 2) @ torch.zeros(2, 2)  # make sure the BLAS is loaded
+    lib = loaded_openblas()
+    if lib is None:
+        return None
+    lib.openblas_set_num_threads(threads)
+    return lib.openblas_get_num_threads()
+
+
 def measure(name, opt_name, threads, steps, reps):
     m = MODELS[name]
-    torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(1)
     centres = 3 * torch.randn(m["widths"][-1], m["widths"][0], generator=g)
     y = torch.arange(m["samples"]) % m["widths"][-1]
@@ -162,9 +200,13 @@ def main():
             if a.optimizer and a.optimizer != opt:
                 continue
             for t in threads:
+                blas_threads = set_threads(t)
+                if blas_threads is not None and blas_threads != t:
+                    raise SystemExit(f"bench_torch.py: OpenBLAS kept {blas_threads} threads, asked for {t}")
                 sps = measure(name, opt, t, a.steps, a.reps)
                 print(json.dumps({"impl": "pytorch " + torch.__version__, "model": name,
                                   "optimizer": opt, "threads": t, "batch": MODELS[name]["batch"],
+                                  "blas_threads": blas_threads,
                                   "steps_per_s": round(sps, 2)}), flush=True)
 
 
