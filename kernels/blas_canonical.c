@@ -177,6 +177,61 @@ typedef struct ew_job {
     int t;
 } ew_job;
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define CANON_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define CANON_CLONES
+#endif
+
+/* out[c] = out[c] + sb_canon_sum(x + c, rows, ld) for c in [c0, c1), with
+ * LANES columns at a time, one column per lane: within a block of
+ * SB_CANON_BLOCK rows each lane adds its column's values in row order from
+ * +0.0f, and the block sums go through the canonical tree (canonical_ops.c's
+ * binary counter: merges depend on the block count alone, so one level stack
+ * serves every lane). The same additions in the same order as sb_canon_sum,
+ * column by column; the loop over columns is innermost so it vectorizes, and
+ * an add is correctly rounded in every clone (default, AVX2, AVX-512).
+ * sb_canon_sum itself walks one column with a stride: a chain of dependent
+ * adds, one cache line per element. */
+#define LANES 32
+CANON_CLONES
+static void column_sums_add(float *restrict out, const float *restrict x, size_t rows, size_t ld,
+                            size_t c0, size_t c1) {
+    float tv[64][LANES], s[LANES];
+    unsigned char level[64];
+    for (size_t cb = c0; cb < c1; cb += LANES) {
+        size_t w = c1 - cb < LANES ? c1 - cb : LANES;
+        int top = 0;
+        for (size_t r0 = 0; r0 < rows; r0 += SB_CANON_BLOCK) {
+            size_t r1 = rows - r0 < SB_CANON_BLOCK ? rows : r0 + SB_CANON_BLOCK;
+            for (size_t c = 0; c < LANES; c++) s[c] = 0.0f;
+            for (size_t r = r0; r < r1; r++) {
+                const float *row = x + r * ld + cb;
+                if (w == LANES)
+                    for (size_t c = 0; c < LANES; c++) s[c] = s[c] + row[c];
+                else
+                    for (size_t c = 0; c < w; c++) s[c] = s[c] + row[c];
+            }
+            unsigned char lv = 0;
+            while (top > 0 && level[top - 1] == lv) { /* (older) + (newer) */
+                for (size_t c = 0; c < LANES; c++) s[c] = tv[top - 1][c] + s[c];
+                top--;
+                lv++;
+            }
+            SB_ASSERT(top < 64);
+            memcpy(tv[top], s, sizeof s);
+            level[top++] = lv;
+        }
+        if (top == 0) /* rows == 0: every sum is 0.0f */
+            for (size_t c = 0; c < LANES; c++) s[c] = 0.0f;
+        else
+            memcpy(s, tv[top - 1], sizeof s);
+        for (int i = top - 2; i >= 0; i--) /* fold from the right: left + rest */
+            for (size_t c = 0; c < LANES; c++) s[c] = tv[i][c] + s[c];
+        for (size_t c = 0; c < w; c++) out[cb + c] = out[cb + c] + s[c];
+    }
+}
+
 static void ew_worker(void *arg, int w, int nw) {
     ew_job *j = arg;
     size_t lo, hi;
@@ -233,8 +288,7 @@ static void ew_worker(void *arg, int w, int nw) {
         ref->i->dropout_backward(ref, j->out + lo, j->in + lo, j->in2 + lo, len, j->f[0]);
         return;
     case EW_BIAS_GRAD: /* columns [lo, hi): canonical sum of each column */
-        for (size_t c = lo; c < hi; c++)
-            j->out[c] = j->out[c] + sb_canon_sum(j->in + c, (size_t)j->rows, (size_t)j->cols);
+        column_sums_add(j->out, j->in, (size_t)j->rows, (size_t)j->cols, lo, hi);
         return;
     }
 }
