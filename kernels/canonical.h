@@ -150,8 +150,9 @@ sb_status sb_canon_isa_from_env(sb_canon_isa *out, sb_error *err);
 typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, float *w,
                                     size_t ldw, int first);
 
-/* The general call: a panel of mr <= MR rows and nc columns of W (any nc;
- * the kernel walks it in tiles of NR columns), its operands anywhere:
+/* The general call: a panel of mr rows and nc columns of W (any nc; the
+ * kernel walks it in tiles of NR columns; mr <= MR, or <= MR_NARROW when
+ * nc <= 16), its operands anywhere:
  *     acc[r][c] = fmaf(a[k*a_k + r*a_r], b(k, c), acc[r][c]),
  *     b(k, c) = b[(c/NR)*b_j + k*b_k + c%NR]
  * for k in 0..kc-1. A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B),
@@ -179,19 +180,26 @@ typedef void (*sb_canon_panel_fn)(const sb_canon_panel *t);
  * for r < rows, k < kc. */
 typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, float *dst,
                                  size_t dstride, int width);
+/* The short-k call: what the general call computes with first and the
+ * whole k range in one call, kc <= SB_CANON_SHORT_K, any number of rows mr,
+ * op(A)'s rows contiguous in k (a_k = 1, any a_r) and W = C (ep as there).
+ * It keeps op(B)'s kc rows of a tile in registers and runs the rows of op(A)
+ * past them, each element's chain, then its epilogue, then its store. */
+#define SB_CANON_SHORT_K 14
 /* A SIMD path: either the general panel call (AVX-512) or only the full
  * tile over two packed panels (scalar, AVX2: the driver then packs both
  * operands, pads edge tiles through a copy and applies alpha and beta in a
  * pass of its own). */
 typedef struct sb_canon_ukernel {
-    int mr, nr;
+    int mr, mr_narrow, nr; /* MR, MR_NARROW (== MR without a panel call), NR */
     sb_canon_ukernel_fn fn;   /* NULL when panel is set */
     sb_canon_panel_fn panel;  /* NULL: fn only */
+    sb_canon_panel_fn stream; /* the short-k call; NULL without a panel call */
     sb_canon_pack_fn pack_t, pack_n; /* NULL: the driver's scalar copies */
 } sb_canon_ukernel;
 
-/* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32) kernels; NULL
- * fn and panel when not compiled for this target */
+/* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32, 28x16 and
+ * short-k) kernels; NULL fn and panel when not compiled for this target */
 const sb_canon_ukernel *sb_canon_ukernel_avx2(void);
 const sb_canon_ukernel *sb_canon_ukernel_avx512(void);
 

@@ -12,13 +12,19 @@
  *     accumulator is stored as a float (it IS a float in every step of the
  *     chain) and reloaded, so blocking does not change the chain;
  *   - a micro-kernel keeps an MR x NR tile of accumulators in registers,
- *     one element per vector lane; lanes are never added to each other;
+ *     one element per vector lane; lanes are never added to each other
+ *     (AVX-512: 14 x 32, or 28 x 16 for a region of at most 16 columns);
+ *   - for K <= SB_CANON_SHORT_K and op(A) = A the AVX-512 path holds op(B)'s
+ *     K rows of a tile in registers instead and streams op(A)'s rows past
+ *     them, each element's chain whole, then its epilogue (the short-k call);
  *   - which operand sits in the lanes is free: the normal orientation puts
  *     columns of C in the lanes (op(A) broadcast), the transposed one — for
  *     op(B) = Bᵀ with few rows or few columns — rows of C (op(B) broadcast
  *     straight from B's rows, Cᵀ accumulated in the workspace);
  *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
  *     registers); an operand that would serve few tiles is read in place;
+ *     a one-k-block product of at most 16 columns takes a short path
+ *     (region_narrow) with the same panel calls and less bookkeeping;
  *   - the scalar and AVX2 kernels compute zero-padded edge tiles on a copy;
  *     the AVX-512 kernel walks a whole row panel in one call, running edge
  *     tiles with only their rows and masked columns, and applies alpha and
@@ -26,7 +32,8 @@
  * So every ISA, blocking, orientation and thread split computes each
  * element with the same operations on the same operands: the same bits.
  *
- * Where the accumulators live between k-blocks: in C itself when beta == 0
+ * Where the accumulators live between k-blocks (the short-k call has
+ * none: each chain is whole in a register): in C itself when beta == 0
  * (C is not read before the first block writes it) or when K is one
  * k-block and the kernel applies the epilogue (C is read once, after the
  * chain); else in the thread's workspace (a fixed ACC_FLOATS buffer; C is
@@ -44,6 +51,7 @@
 #define KC 256           /* k-block: B block KC x NC, A panel MR x KC */
 #define NC 1024          /* columns per packed B block (a multiple of every NR) */
 #define MR_MAX 16
+#define MR_NARROW_MAX 28
 #define NR_MAX 32
 #define ACC_FLOATS 65536 /* accumulators outside C: a strip (256 KB) */
 #define DIRECT_B_ROWS 64 /* regions of at most this many rows read B unpacked */
@@ -158,11 +166,12 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
 }
 
 static const sb_canon_ukernel *ukernel_for(sb_canon_isa isa) {
-    static const sb_canon_ukernel scalar = {SMR, SNR, ukr_scalar, NULL, NULL, NULL};
+    static const sb_canon_ukernel scalar = {SMR, SMR, SNR, ukr_scalar, NULL, NULL, NULL, NULL};
     const sb_canon_ukernel *u = &scalar;
     if (isa == SB_CANON_ISA_AVX512) u = sb_canon_ukernel_avx512();
     if (isa == SB_CANON_ISA_AVX2) u = sb_canon_ukernel_avx2();
-    SB_ASSERT((u->fn || u->panel) && u->mr <= MR_MAX && u->nr <= NR_MAX && NC % u->nr == 0);
+    SB_ASSERT((u->fn || u->panel) && u->mr <= MR_MAX && u->mr_narrow <= MR_NARROW_MAX &&
+              u->nr <= NR_MAX && NC % u->nr == 0);
     return u;
 }
 
@@ -282,8 +291,8 @@ static void run_panel(const sb_canon_ukernel *u, const sb_canon_panel *t) {
  * with a panel call a short last panel is evened out with the one before it
  * (14 + 2 rows run as 8 + 8: a panel of few rows has too few accumulator
  * chains to hide the FMA latency). Speed only. */
-static int panel_rows(const sb_canon_ukernel *u, int r, int n) {
-    int left = n - r, MR = u->mr;
+static int panel_rows(const sb_canon_ukernel *u, int MR, int r, int n) {
+    int left = n - r;
     if (left <= MR) return left;
     if (u->panel && left < 2 * MR && left - MR < MR / 2) return (left + 1) / 2;
     return MR;
@@ -315,15 +324,76 @@ static void epilogue(const sb_canon_gemm *g, float *c, size_t ldc, const float *
  *
  * Loops: column blocks of NC (or NC_ACC), k-blocks of KC (op(B)'s block
  * packed once per k-block, or read in place for few rows), row panels of
- * op(A) (packed, or read in place for few columns), each one kernel call
- * over the block's columns. The accumulators live in C when beta ==
+ * op(A) (packed; for few columns read in place when op(A) = Aᵀ, else its
+ * rows copied a constant stride apart), each one kernel call over the
+ * block's columns (panels of up to MR_NARROW rows when the region has at
+ * most 16 columns). The accumulators live in C when beta ==
  * 0 (C is not read), and also when beta != 0 but K fits one k-block with a
  * kernel that applies the epilogue itself (C is read once, at the end of the
  * chain); else in the workspace, in strips of rows. */
 #define NC_ACC 256 /* column block when the accumulators live in the workspace */
 
+/* region_normal for a product of at most SB_CANON_SHORT_K steps with
+ * op(A) = A: the short-k call per strip of SHORT_ROWS rows (their op(A)
+ * rows stay in L1 while the call walks the column tiles) and column block,
+ * op(A) read in place, op(B) = B too, op(B) = Bᵀ packed. */
+#define SHORT_ROWS 256
+
+static void region_short(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
+                         int n0, int n1, sb_canon_ws *ws) {
+    const size_t lda = (size_t)g->lda, ldc = (size_t)g->ldc;
+    sb_canon_panel t;
+    t.kc = g->K, t.first = 1, t.ep = g->alpha != 1.0f || g->beta != 0.0f;
+    t.a_k = 1, t.a_r = (ptrdiff_t)lda, t.ldw = ldc, t.alpha = g->alpha, t.beta = g->beta;
+    for (int jc = n0; jc < n1; jc += NC) {
+        t.nc = n1 - jc < NC ? n1 - jc : NC;
+        if (!g->transB) {
+            t.b = g->B + (size_t)jc, t.b_k = (size_t)g->ldb, t.b_j = (size_t)u->nr;
+        } else {
+            pack_b(u, g, 0, g->K, jc, t.nc, u->nr, ws->bp);
+            t.b = ws->bp, t.b_k = (size_t)u->nr, t.b_j = (size_t)g->K * (size_t)u->nr;
+        }
+        for (int s0 = m0; s0 < m1; s0 += SHORT_ROWS) {
+            t.mr = m1 - s0 < SHORT_ROWS ? m1 - s0 : SHORT_ROWS;
+            t.a = g->A + (size_t)s0 * lda;
+            t.w = g->C + (size_t)s0 * ldc + (size_t)jc;
+            u->stream(&t);
+        }
+    }
+}
+
+/* region_normal for a narrow product in one k-block — at most 16 columns,
+ * op(B) = B — with the bookkeeping cut to the bone (it is a good part of
+ * the time of a 32 x 16 x 32 product): the same panel calls on the same
+ * operands as region_normal (B and Aᵀ in place, A's rows copied, the
+ * accumulators in C, the epilogue in the kernel). */
+static void region_narrow(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
+                          int n0, int n1, sb_canon_ws *ws) {
+    const size_t lda = (size_t)g->lda, ldc = (size_t)g->ldc;
+    sb_canon_panel t;
+    t.kc = g->K, t.nc = n1 - n0, t.first = 1, t.ep = g->alpha != 1.0f || g->beta != 0.0f;
+    t.b = g->B + (size_t)n0, t.b_k = (size_t)g->ldb, t.b_j = (size_t)u->nr;
+    t.ldw = ldc, t.alpha = g->alpha, t.beta = g->beta;
+    t.a_k = g->transA ? (ptrdiff_t)lda : 1;
+    t.a_r = g->transA ? 1 : (ptrdiff_t)lda;
+    for (int ir = m0; ir < m1; ir += t.mr) {
+        t.mr = panel_rows(u, u->mr_narrow, ir - m0, m1 - m0);
+        t.a = g->A + (g->transA ? (size_t)ir : (size_t)ir * lda);
+        t.w = g->C + (size_t)ir * ldc + (size_t)n0;
+        u->panel(&t);
+    }
+}
+
 static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
                           int n0, int n1, sb_canon_ws *ws) {
+    if (u->stream && g->K <= SB_CANON_SHORT_K && !g->transA) {
+        region_short(u, g, m0, m1, n0, n1, ws);
+        return;
+    }
+    if (u->panel && n1 - n0 <= 16 && g->K <= KC && !g->transB) {
+        region_narrow(u, g, m0, m1, n0, n1, ws);
+        return;
+    }
     const size_t ldc = (size_t)g->ldc, ldb = (size_t)g->ldb;
     float *C = g->C;
     const int general = u->panel != NULL;
@@ -337,13 +407,14 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
     /* Few columns: an A panel would serve one tile, so the kernel
      * broadcasts op(A) from where it is (a[k*a_k + r*a_r]). */
     const int direct_a = general && n1 - n0 <= DIRECT_A_COLS;
+    const int MR = general && n1 - n0 <= 16 ? u->mr_narrow : u->mr;
     const size_t lda = (size_t)g->lda;
     const int ncb = in_c ? NC : NC_ACC;
     const int width = n1 - n0 < ncb ? n1 - n0 : ncb;
     int strip = m1 - m0;
     if (!in_c) {
-        strip = ACC_FLOATS / width / u->mr * u->mr;
-        if (strip < u->mr) strip = u->mr; /* width <= NC, so mr*width <= ACC_FLOATS */
+        strip = ACC_FLOATS / width / MR * MR;
+        if (strip < MR) strip = MR; /* width <= NC, so MR*width <= ACC_FLOATS */
     }
     sb_canon_panel t; /* every field set below (no zeroing: small calls count) */
     t.a = ws->ap, t.a_k = u->mr, t.a_r = 1;
@@ -374,7 +445,7 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
                     t.b_j = (size_t)t.kc * (size_t)u->nr;
                 }
                 for (int ir = s0; ir < s1; ir += t.mr) {
-                    t.mr = panel_rows(u, ir - s0, s1 - s0);
+                    t.mr = panel_rows(u, MR, ir - s0, s1 - s0);
                     if (direct_a)
                         t.a = g->A + (g->transA ? (size_t)pc * lda + (size_t)ir
                                                 : (size_t)ir * lda + (size_t)pc);
@@ -395,7 +466,8 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
 
 /* The transposed orientation, for op(B) = Bᵀ (B stored [N, K]) and few
  * rows: tile rows are columns j of C, broadcast straight from B's rows
- * (B[j*ldb + k], never packed), tile columns are rows i of C, op(A) packed
+ * (B[j*ldb + k], never packed; panels of up to MR_NARROW of them when the
+ * region has at most 16 rows), tile columns are rows i of C, op(A) packed
  * into NR-wide k-major panels. The accumulators — Cᵀ of the region — live
  * in the workspace (strips of C's columns), and the epilogue writes them
  * back transposed. Each element's chain is unchanged; only the lane it
@@ -408,6 +480,7 @@ static void region_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g,
     SB_ASSERT(strip >= 1 && mreg <= NC);
     /* op(A) panels NR wide, or 16 (one vector) when that holds every row */
     const int pw = mreg <= 16 ? 16 : u->nr;
+    const int MR = mreg <= 16 ? u->mr_narrow : u->mr;
     sb_canon_panel t; /* every field set below */
     t.a_k = 1, t.a_r = (ptrdiff_t)ldb, t.b = ws->bp, t.b_k = (size_t)pw, t.nc = mreg;
     t.w = ws->acc, t.ldw = (size_t)mreg, t.ep = 0, t.alpha = g->alpha, t.beta = g->beta;
@@ -420,7 +493,7 @@ static void region_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g,
             pack_panels(u, g->A + (size_t)m0 * lda + (size_t)pc, 1, lda, t.kc, mreg, pw, ws->bp);
             t.b_j = (size_t)t.kc * (size_t)pw;
             for (int jr = s0; jr < s1; jr += t.mr) {
-                t.mr = panel_rows(u, jr - s0, s1 - s0);
+                t.mr = panel_rows(u, MR, jr - s0, s1 - s0);
                 t.a = g->B + (size_t)jr * ldb + (size_t)pc;
                 t.w = ws->acc + (size_t)(jr - s0) * t.ldw;
                 u->panel(&t);

@@ -18,44 +18,66 @@
  * canonical.h: operands in place or packed, edge tiles, and the alpha/beta
  * epilogue on the last k-block (a rounded product, then a rounded sum, as
  * the scalar epilogue). While a tile computes, it prefetches the C rows of
- * the next tile it will load (a hint; no value depends on it).
+ * the next tile it will load (a hint; no value depends on it). For products
+ * of at most SB_CANON_SHORT_K steps it also has the short-k call, which
+ * keeps op(B)'s rows of a tile in registers instead of accumulators and
+ * runs each element's whole chain in turn — the same FMAs in the same order.
  */
 #include "canonical.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 
-/* ---- AVX-512: 14 rows x 32 columns (28 accumulators, 2 B vectors, 1 A
- * broadcast: 31 of the 32 zmm registers) ----
+/* ---- AVX-512: two register tiles ----
+ *   wide:   14 rows x 32 columns (28 accumulators, 2 B vectors, 1 A
+ *           broadcast: 31 of the 32 zmm registers), for panels of more than
+ *           16 columns;
+ *   narrow: up to 28 rows x 16 columns (28 accumulators, 1 B vector, each A
+ *           value the broadcast memory operand of its FMA), for panels of at
+ *           most 16 columns (a 32 x 16 product runs as two panels of 16 rows
+ *           instead of three of 14, 9 and 9).
  * One tile body, instantiated for every tile shape of a panel call
- * (sb_canon_panel): 1..14 rows, two vectors of 16 columns or — for the last
- * tile of a panel — one, and the A operand packed (constant strides) or read
- * in place (any strides). A partial tile runs only its rows (never the
- * padding of a packed panel) and loads and stores only its columns (masked),
- * so nothing outside the operands or the tile is touched. The FMAs each
- * element sees are the same in every instantiation. */
-#define MR16 14
+ * (sb_canon_panel): its rows, two vectors of 16 columns or one, whole or
+ * masked, and how op(A) is laid out. A partial tile runs only its rows
+ * (never the padding of a packed panel) and loads and stores only its
+ * columns (masked), so nothing outside the operands or the tile is touched.
+ * The FMAs each element sees are the same in every instantiation.
+ *
+ * op(A) is a[k*a_k + r*a_r]: with a_r = 1 (a packed A panel, or Aᵀ read
+ * in place) the row offsets are compile-time constants (AM_ROWS; measured
+ * 1.1x on 32 x 16 x 32 Aᵀ·B); with any other a_r (AM_ANY) rows 0..6 come
+ * from ap, 7..13 from ap + 7*a_r and so on, each offset a register times
+ * 1, 2, 4 or 8 (an x86 address), so runtime strides need a few registers,
+ * not one per row. */
+#define MR16 14 /* rows of a wide tile */
+#define MRN 28  /* rows of a narrow tile */
 #define NR16 32
+
+enum { AM_ROWS, AM_ANY };
 
 static __mmask16 mask16(int n) { /* the first n lanes (none for n <= 0, all for n >= 16) */
     return (__mmask16)(n <= 0 ? 0u : n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
 __attribute__((target("avx512f"), always_inline)) static inline void
-k512_tile(int kc, const float *ap, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp, size_t b_k,
-          float *w, size_t ldw, int first, const sb_canon_panel *ep, const int MR, const int NV,
-          const int full, __mmask16 m0, __mmask16 m1, const float *pf) {
-    __m512 c0[MR16], c1[MR16];
+k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp,
+          size_t b_k, float *w, size_t ldw, int first, const sb_canon_panel *ep, const int MR,
+          const int NV, const int full, __mmask16 m0, __mmask16 m1, const float *pf) {
+    __m512 c0[MRN], c1[MR16];
+    if (AM == AM_ROWS) a_r = 1;
     const ptrdiff_t a_r3 = 3 * a_r, a_r5 = 5 * a_r;
-    const float *aq = MR > 7 ? ap + 7 * a_r : ap; /* rows 7.. (only formed when they exist) */
-#pragma GCC unroll 14
+    const float *aq[4] = {ap, ap, ap, ap}; /* AM_ANY: rows 7q.. from aq[q] */
+    if (AM == AM_ANY)
+        for (int q = 1; q < 4; q++)
+            if (MR > 7 * q) aq[q] = ap + 7 * q * a_r;
+#pragma GCC unroll 28
     for (int r = 0; r < MR; r++) {
         if (first) {
             c0[r] = _mm512_setzero_ps();
             if (NV == 2) c1[r] = _mm512_setzero_ps();
         } else if (full) {
             c0[r] = _mm512_loadu_ps(w + (size_t)r * ldw);
-            c1[r] = _mm512_loadu_ps(w + (size_t)r * ldw + 16);
+            if (NV == 2) c1[r] = _mm512_loadu_ps(w + (size_t)r * ldw + 16);
         } else {
             c0[r] = _mm512_maskz_loadu_ps(m0, w + (size_t)r * ldw);
             if (NV == 2) c1[r] = _mm512_maskz_loadu_ps(m1, w + (size_t)r * ldw + 16);
@@ -65,21 +87,22 @@ k512_tile(int kc, const float *ap, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp
         __m512 b0, b1 = _mm512_setzero_ps();
         if (full) { /* unaligned loads: B may be read in place with ldb == 32 */
             b0 = _mm512_loadu_ps(bp);
-            b1 = _mm512_loadu_ps(bp + 16);
+            if (NV == 2) b1 = _mm512_loadu_ps(bp + 16);
         } else {
             b0 = _mm512_maskz_loadu_ps(m0, bp);
             if (NV == 2) b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
         }
-#pragma GCC unroll 14
+#pragma GCC unroll 28
         for (int r = 0; r < MR; r++) {
-            /* rows 0..6 from ap, 7..13 from aq = ap + 7*a_r: every offset is
-             * a register times 1, 2, 4 or 8 (an x86 address), so runtime
-             * strides need 5 registers, not 14 */
-            const float *base = r < 7 ? ap : aq;
-            const int rr = r % 7;
-            ptrdiff_t o = rr == 0 ? 0 : rr == 1 ? a_r : rr == 2 ? 2 * a_r : rr == 3 ? a_r3
-                        : rr == 4 ? 4 * a_r : rr == 5 ? a_r5 : 2 * a_r3;
-            __m512 a = _mm512_set1_ps(base[o]);
+            __m512 a;
+            if (AM != AM_ANY) {
+                a = _mm512_set1_ps(ap[r * a_r]);
+            } else {
+                const int rr = r % 7;
+                ptrdiff_t o = rr == 0 ? 0 : rr == 1 ? a_r : rr == 2 ? 2 * a_r : rr == 3 ? a_r3
+                            : rr == 4 ? 4 * a_r : rr == 5 ? a_r5 : 2 * a_r3;
+                a = _mm512_set1_ps(aq[r / 7][o]);
+            }
             c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
             if (NV == 2) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
         }
@@ -87,34 +110,42 @@ k512_tile(int kc, const float *ap, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp
             _mm_prefetch((const char *)(pf + (size_t)(k >> 1) * ldw + (size_t)(k & 1) * 16),
                          _MM_HINT_T0);
         ap += a_k;
-        aq += a_k;
+        if (AM == AM_ANY)
+            for (int q = 0; q < 4; q++)
+                if (MR > 7 * q) aq[q] += a_k;
         bp += b_k;
     }
-    if (ep) { /* the last k-block, W = C: c = alpha*acc (+ beta*C) */
+    if (ep) { /* the last k-block, W = C: c = alpha*acc (+ beta*C); a product
+               * by 1 is exact, so alpha == 1 and beta == 1 skip theirs */
+        const int ma = ep->alpha != 1.0f, mb = ep->beta != 1.0f;
         __m512 va = _mm512_set1_ps(ep->alpha), vb = _mm512_set1_ps(ep->beta);
         if (ep->beta != 0.0f) {
-#pragma GCC unroll 14
+#pragma GCC unroll 28
             for (int r = 0; r < MR; r++) {
-                __m512 o0 = _mm512_maskz_loadu_ps(m0, w + (size_t)r * ldw);
-                c0[r] = _mm512_add_ps(_mm512_mul_ps(va, c0[r]), _mm512_mul_ps(vb, o0));
+                __m512 o0 = full ? _mm512_loadu_ps(w + (size_t)r * ldw)
+                                 : _mm512_maskz_loadu_ps(m0, w + (size_t)r * ldw);
+                c0[r] = _mm512_add_ps(ma ? _mm512_mul_ps(va, c0[r]) : c0[r],
+                                      mb ? _mm512_mul_ps(vb, o0) : o0);
                 if (NV == 2) {
-                    __m512 o1 = _mm512_maskz_loadu_ps(m1, w + (size_t)r * ldw + 16);
-                    c1[r] = _mm512_add_ps(_mm512_mul_ps(va, c1[r]), _mm512_mul_ps(vb, o1));
+                    __m512 o1 = full ? _mm512_loadu_ps(w + (size_t)r * ldw + 16)
+                                     : _mm512_maskz_loadu_ps(m1, w + (size_t)r * ldw + 16);
+                    c1[r] = _mm512_add_ps(ma ? _mm512_mul_ps(va, c1[r]) : c1[r],
+                                          mb ? _mm512_mul_ps(vb, o1) : o1);
                 }
             }
         } else {
-#pragma GCC unroll 14
+#pragma GCC unroll 28
             for (int r = 0; r < MR; r++) {
                 c0[r] = _mm512_mul_ps(va, c0[r]);
                 if (NV == 2) c1[r] = _mm512_mul_ps(va, c1[r]);
             }
         }
     }
-#pragma GCC unroll 14
+#pragma GCC unroll 28
     for (int r = 0; r < MR; r++) {
         if (full) {
             _mm512_storeu_ps(w + (size_t)r * ldw, c0[r]);
-            _mm512_storeu_ps(w + (size_t)r * ldw + 16, c1[r]);
+            if (NV == 2) _mm512_storeu_ps(w + (size_t)r * ldw + 16, c1[r]);
         } else {
             _mm512_mask_storeu_ps(w + (size_t)r * ldw, m0, c0[r]);
             if (NV == 2) _mm512_mask_storeu_ps(w + (size_t)r * ldw + 16, m1, c1[r]);
@@ -122,60 +153,157 @@ k512_tile(int kc, const float *ap, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp
     }
 }
 
-/* One panel of R rows: its whole tiles of 32 columns, then the last partial
- * tile with one or two vectors. A packed A panel (PACKED) gets its strides
- * as constants; the full 14-row tile over a packed B panel without an
- * epilogue runs unmasked (the hot loop of large products). */
-#define K512_PANEL(PACKED, R)                                                                     \
-    __attribute__((target("avx512f"))) static void k512_panel_##PACKED##_##R(                    \
-        const sb_canon_panel *t) {                                                               \
-        const ptrdiff_t a_k = PACKED ? MR16 : t->a_k, a_r = PACKED ? 1 : t->a_r;                  \
+/* A wide panel of R <= 14 rows: its whole tiles of 32 columns, then the
+ * last partial tile with one or two vectors. The 14-row tile over a packed
+ * B panel without an epilogue runs unmasked, with a packed A panel's stride
+ * as a constant (the hot loop of large products). */
+#define K512_WIDE(AM, R)                                                                          \
+    __attribute__((target("avx512f"))) static void k512_wide_##AM##_##R(const sb_canon_panel *t) { \
         const sb_canon_panel *ep = t->ep ? t : NULL;                                              \
-        const int fast = PACKED && R == MR16 && !ep && t->b_k == NR16;                            \
+        const int fast = AM == AM_ROWS && R == MR16 && !ep && t->b_k == NR16 && t->a_k == MR16;   \
         int j = 0;                                                                                \
         for (; j + NR16 <= t->nc; j += NR16) {                                                    \
             const float *b = t->b + (size_t)(j / NR16) * t->b_j;                                  \
             const float *pf = t->first || j + NR16 >= t->nc ? NULL : t->w + j + NR16;          \
             if (fast)                                                                             \
-                k512_tile(t->kc, t->a, MR16, 1, b, NR16, t->w + j, t->ldw, t->first, NULL, MR16,  \
-                          2, 1, 0xFFFF, 0xFFFF, pf);                                              \
+                k512_tile(t->kc, t->a, AM_ROWS, MR16, 1, b, NR16, t->w + j, t->ldw, t->first,    \
+                          NULL, MR16, 2, 1, 0xFFFF, 0xFFFF, pf);                                  \
             else                                                                                  \
-                k512_tile(t->kc, t->a, a_k, a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, R, 2, \
-                          0, 0xFFFF, 0xFFFF, pf);                                                 \
+                k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, \
+                          ep, R, 2, 0, 0xFFFF, 0xFFFF, pf);                                       \
         }                                                                                         \
         int nr = t->nc - j;                                                                       \
         const float *b = t->b + (size_t)(j / NR16) * t->b_j;                                      \
         if (nr > 16)                                                                              \
-            k512_tile(t->kc, t->a, a_k, a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, R, 2, 0,  \
-                      0xFFFF, mask16(nr - 16), NULL);                                             \
+            k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, \
+                      R, 2, 0, 0xFFFF, mask16(nr - 16), NULL);                                    \
         else if (nr > 0)                                                                          \
-            k512_tile(t->kc, t->a, a_k, a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, R, 1, 0,  \
-                      mask16(nr), 0, NULL);                                                       \
+            k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, \
+                      R, 1, 0, mask16(nr), 0, NULL);                                              \
     }
-#define K512_PANELS(PACKED)                                                                       \
-    K512_PANEL(PACKED, 1) K512_PANEL(PACKED, 2) K512_PANEL(PACKED, 3) K512_PANEL(PACKED, 4)       \
-    K512_PANEL(PACKED, 5) K512_PANEL(PACKED, 6) K512_PANEL(PACKED, 7) K512_PANEL(PACKED, 8)       \
-    K512_PANEL(PACKED, 9) K512_PANEL(PACKED, 10) K512_PANEL(PACKED, 11) K512_PANEL(PACKED, 12)    \
-    K512_PANEL(PACKED, 13) K512_PANEL(PACKED, 14)
-K512_PANELS(0)
-K512_PANELS(1)
-#undef K512_PANELS
-#undef K512_PANEL
-
-#define K512_ROWS(PACKED)                                                                         \
-    {NULL,                     k512_panel_##PACKED##_1,  k512_panel_##PACKED##_2,                 \
-     k512_panel_##PACKED##_3,  k512_panel_##PACKED##_4,  k512_panel_##PACKED##_5,                 \
-     k512_panel_##PACKED##_6,  k512_panel_##PACKED##_7,  k512_panel_##PACKED##_8,                 \
-     k512_panel_##PACKED##_9,  k512_panel_##PACKED##_10, k512_panel_##PACKED##_11,                \
-     k512_panel_##PACKED##_12, k512_panel_##PACKED##_13, k512_panel_##PACKED##_14}
+/* A narrow panel of R <= 28 rows and at most 16 columns: one tile. */
+#define K512_NARROW(AM, R)                                                                        \
+    __attribute__((target("avx512f"))) static void k512_narrow_##AM##_##R(                       \
+        const sb_canon_panel *t) {                                                               \
+        const sb_canon_panel *ep = t->ep ? t : NULL;                                              \
+        if (t->nc == 16)                                                                          \
+            k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, t->b, t->b_k, t->w, t->ldw, t->first, ep, \
+                      R, 1, 1, 0xFFFF, 0, NULL);                                                  \
+        else                                                                                      \
+            k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, t->b, t->b_k, t->w, t->ldw, t->first, ep, \
+                      R, 1, 0, mask16(t->nc), 0, NULL);                                           \
+    }
+#define K512_14(F, AM)                                                                            \
+    F(AM, 1) F(AM, 2) F(AM, 3) F(AM, 4) F(AM, 5) F(AM, 6) F(AM, 7) F(AM, 8) F(AM, 9) F(AM, 10)    \
+    F(AM, 11) F(AM, 12) F(AM, 13) F(AM, 14)
+#define K512_28(F, AM)                                                                            \
+    K512_14(F, AM) F(AM, 15) F(AM, 16) F(AM, 17) F(AM, 18) F(AM, 19) F(AM, 20) F(AM, 21)          \
+    F(AM, 22) F(AM, 23) F(AM, 24) F(AM, 25) F(AM, 26) F(AM, 27) F(AM, 28)
+K512_14(K512_WIDE, AM_ROWS)
+K512_14(K512_WIDE, AM_ANY)
+K512_28(K512_NARROW, AM_ROWS)
+K512_28(K512_NARROW, AM_ANY)
+#define K512_W_PTR(AM, R) k512_wide_##AM##_##R,
+#define K512_N_PTR(AM, R) k512_narrow_##AM##_##R,
 
 static void panel_avx512(const sb_canon_panel *t) {
-    static sb_canon_panel_fn const by_rows[2][MR16 + 1] = {K512_ROWS(0), K512_ROWS(1)};
-    SB_ASSERT(t->mr >= 1 && t->mr <= MR16 && t->nc >= 1);
-    int packed = t->a_k == MR16 && t->a_r == 1;
-    by_rows[packed][t->mr](t);
+    static sb_canon_panel_fn const wide[2][MR16 + 1] = {{NULL, K512_14(K512_W_PTR, AM_ROWS)},
+                                                        {NULL, K512_14(K512_W_PTR, AM_ANY)}};
+    static sb_canon_panel_fn const narrow[2][MRN + 1] = {{NULL, K512_28(K512_N_PTR, AM_ROWS)},
+                                                         {NULL, K512_28(K512_N_PTR, AM_ANY)}};
+    SB_ASSERT(t->mr >= 1 && t->nc >= 1 && t->mr <= (t->nc <= 16 ? MRN : MR16));
+    int am = t->a_r == 1 ? AM_ROWS : AM_ANY;
+    (t->nc <= 16 ? narrow[am] : wide[am])[t->mr](t);
 }
-#undef K512_ROWS
+#undef K512_W_PTR
+#undef K512_N_PTR
+#undef K512_14
+#undef K512_28
+#undef K512_WIDE
+#undef K512_NARROW
+
+/* ---- AVX-512, the short-k call (sb_canon_ukernel.stream): a product
+ * whose whole k range is at most SB_CANON_SHORT_K steps ----
+ * A tile of 32 columns (or the last one: two vectors or one, masked) holds
+ * op(B)'s kc rows of it in registers (2 x 14 vectors at most), and the rows
+ * of op(A) stream past: each row's element chains — kc FMAs from +0, the
+ * same ones in the same order as in k512_tile — then its epilogue, then its
+ * store. With few steps per element, a register tile would spend as much on
+ * zeroing and storing its 28 accumulators in bursts as on its FMAs; here
+ * the stores are spread evenly between them. op(A)'s rows are contiguous in
+ * k (a_k = 1), so each broadcast is one load from [row + constant]. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+k512_ep(__m512 acc, const float *c, const sb_canon_panel *ep, __m512 va, __m512 vb,
+        const int full, __mmask16 m) {
+    if (!ep) return acc;
+    if (ep->beta == 0.0f) return _mm512_mul_ps(va, acc);
+    __m512 o = full ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(m, c);
+    /* a product by 1 is exact: alpha == 1 and beta == 1 skip theirs */
+    return _mm512_add_ps(ep->alpha != 1.0f ? _mm512_mul_ps(va, acc) : acc,
+                         ep->beta != 1.0f ? _mm512_mul_ps(vb, o) : o);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+k512_stream_tile(const sb_canon_panel *t, const float *bp, float *w, const sb_canon_panel *ep,
+                 const int KS, const int NV, const int full, __mmask16 m0, __mmask16 m1) {
+    __m512 b0[SB_CANON_SHORT_K], b1[SB_CANON_SHORT_K];
+#pragma GCC unroll 14
+    for (int k = 0; k < KS; k++) {
+        const float *b = bp + (size_t)k * t->b_k;
+        b0[k] = full ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(m0, b);
+        if (NV == 2) b1[k] = full ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(m1, b + 16);
+    }
+    const __m512 va = _mm512_set1_ps(t->alpha), vb = _mm512_set1_ps(t->beta);
+    const float *a = t->a;
+    for (int r = 0; r < t->mr; r++, a += t->a_r, w += t->ldw) {
+        __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps();
+#pragma GCC unroll 14
+        for (int k = 0; k < KS; k++) {
+            __m512 av = _mm512_set1_ps(a[k]);
+            c0 = _mm512_fmadd_ps(av, b0[k], c0);
+            if (NV == 2) c1 = _mm512_fmadd_ps(av, b1[k], c1);
+        }
+        c0 = k512_ep(c0, w, ep, va, vb, full, m0);
+        if (full) _mm512_storeu_ps(w, c0);
+        else _mm512_mask_storeu_ps(w, m0, c0);
+        if (NV == 2) {
+            c1 = k512_ep(c1, w + 16, ep, va, vb, full, m1);
+            if (full) _mm512_storeu_ps(w + 16, c1);
+            else _mm512_mask_storeu_ps(w + 16, m1, c1);
+        }
+    }
+}
+
+#define K512_STREAM(KS)                                                                           \
+    __attribute__((target("avx512f"))) static void k512_stream_##KS(const sb_canon_panel *t) {    \
+        const sb_canon_panel *ep = t->ep ? t : NULL;                                              \
+        int j = 0;                                                                                \
+        for (; j + NR16 <= t->nc; j += NR16)                                                      \
+            k512_stream_tile(t, t->b + (size_t)(j / NR16) * t->b_j, t->w + j, ep, KS, 2, 1,       \
+                             0xFFFF, 0xFFFF);                                                     \
+        int nr = t->nc - j;                                                                       \
+        const float *b = t->b + (size_t)(j / NR16) * t->b_j;                                      \
+        if (nr > 16)                                                                              \
+            k512_stream_tile(t, b, t->w + j, ep, KS, 2, 0, 0xFFFF, mask16(nr - 16));              \
+        else if (nr > 0)                                                                          \
+            k512_stream_tile(t, b, t->w + j, ep, KS, 1, 0, mask16(nr), 0);                        \
+    }
+K512_STREAM(1) K512_STREAM(2) K512_STREAM(3) K512_STREAM(4) K512_STREAM(5) K512_STREAM(6)
+K512_STREAM(7) K512_STREAM(8) K512_STREAM(9) K512_STREAM(10) K512_STREAM(11) K512_STREAM(12)
+K512_STREAM(13) K512_STREAM(14)
+#undef K512_STREAM
+
+_Static_assert(SB_CANON_SHORT_K == 14, "one k512_stream_ instance per kc");
+
+static void stream_avx512(const sb_canon_panel *t) {
+    static sb_canon_panel_fn const by_k[SB_CANON_SHORT_K + 1] = {
+        NULL,         k512_stream_1,  k512_stream_2,  k512_stream_3,  k512_stream_4,
+        k512_stream_5, k512_stream_6, k512_stream_7,  k512_stream_8,  k512_stream_9,
+        k512_stream_10, k512_stream_11, k512_stream_12, k512_stream_13, k512_stream_14};
+    SB_ASSERT(t->kc >= 1 && t->kc <= SB_CANON_SHORT_K && t->a_k == 1 && t->first && t->mr >= 1 &&
+              t->nc >= 1);
+    by_k[t->kc](t);
+}
 
 /* 16 x 16 transpose in registers (a permutation of the values). */
 __attribute__((target("avx512f"), always_inline)) static inline void tr16(__m512 r[16]) {
@@ -279,15 +407,15 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *ap
     }
 }
 
-static const sb_canon_ukernel K512 = {MR16, NR16, NULL, panel_avx512, pack_t_avx512,
-                                      pack_n_avx512};
-static const sb_canon_ukernel K256 = {MR8, 16, ukr_avx2, NULL, NULL, NULL};
+static const sb_canon_ukernel K512 = {MR16, MRN, NR16, NULL, panel_avx512, stream_avx512,
+                                      pack_t_avx512, pack_n_avx512};
+static const sb_canon_ukernel K256 = {MR8, MR8, 16, ukr_avx2, NULL, NULL, NULL, NULL};
 const sb_canon_ukernel *sb_canon_ukernel_avx512(void) { return &K512; }
 const sb_canon_ukernel *sb_canon_ukernel_avx2(void) { return &K256; }
 
 #else /* not x86-64 GCC: the scalar path only */
 
-static const sb_canon_ukernel NONE = {0, 0, NULL, NULL, NULL, NULL};
+static const sb_canon_ukernel NONE = {0, 0, 0, NULL, NULL, NULL, NULL, NULL};
 const sb_canon_ukernel *sb_canon_ukernel_avx512(void) { return &NONE; }
 const sb_canon_ukernel *sb_canon_ukernel_avx2(void) { return &NONE; }
 

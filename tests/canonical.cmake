@@ -10,6 +10,7 @@ sb_add_test_exe(test_canonical
     canonical_math_should_follow_c99_for_special_values
     canonical_sum_should_equal_the_documented_strided_tree_for_every_length
     canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count
+    canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_ops_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_gemm_error_should_be_no_worse_than_openblas
     canonical_isa_switch_should_reject_unknown_values)

@@ -228,6 +228,48 @@ static shape random_shape(rng *r, int k) {
     return s;
 }
 
+/* One shape on ref, then on blas on every SIMD path with every thread count
+ * 1..8 (other == 0) or with 1 and `other` threads: bitwise equal, nothing
+ * outside C written. Random inputs from r; skipped_isa[isa] set for a path
+ * this CPU cannot run. */
+static int gemm_on_every_path(sb_backend *ref, rng *r, const shape *sp, int other,
+                              int skipped_isa[N_ISAS]) {
+    const shape s = *sp;
+    int lda = (s.tA ? s.M : s.K) + s.pad, ldb = (s.tB ? s.K : s.N) + s.pad, ldc = s.N + s.pad;
+    size_t na = (size_t)(s.tA ? s.K : s.M) * (size_t)lda,
+           nb = (size_t)(s.tB ? s.N : s.K) * (size_t)ldb, nc = (size_t)s.M * (size_t)ldc;
+    float *hA = new_floats(na), *hB = new_floats(nb), *hC = new_floats(nc);
+    fill(r, hA, na, -1, 1);
+    fill(r, hB, nb, -1, 1);
+    fill(r, hC, nc, -1, 1);
+    if (s.beta == 0.0f) /* C must not be read: NaN would leak into the result */
+        for (size_t i = 0; i < nc; i++) hC[i] = canary();
+    float *want = new_floats((size_t)s.M * s.N), *got = new_floats((size_t)s.M * s.N);
+    char what[160];
+    snprintf(what, sizeof what, "ref tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g", s.tA, s.tB,
+             s.M, s.N, s.K, s.alpha, s.beta);
+    if (run_gemm(ref, &s, hA, hB, hC, want, what)) return 1;
+    for (int isa = 0; isa < N_ISAS; isa++) {
+        for (int th = 1; th <= 8; th++) {
+            if (other && th != 1 && th != other) continue;
+            int skip;
+            sb_backend *be = make_canon_blas(ISAS[isa], th, &skip);
+            if (skip) {
+                skipped_isa[isa] = 1;
+                break;
+            }
+            CHECK(be, "blas canonical %s %d", ISAS[isa], th);
+            snprintf(what, sizeof what, "blas/%s/%d tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g",
+                     ISAS[isa], th, s.tA, s.tB, s.M, s.N, s.K, s.alpha, s.beta);
+            int rc = run_gemm(be, &s, hA, hB, hC, got, what);
+            sb_backend_free(be);
+            if (rc || same_bits(what, got, want, (size_t)s.M * s.N)) return 1;
+        }
+    }
+    free(hA), free(hB), free(hC), free(want), free(got);
+    return 0;
+}
+
 static int canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count(void) {
     rng r = {2024};
     sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
@@ -251,43 +293,69 @@ static int canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_coun
         if (k == 7) s = (shape){0, 0, 28, 32, 40, 1.0f, 0.0f, 0};
         if (k == 8) s = (shape){1, 0, 30, 20, 600, 0.5f, 1.0f, 2};
         if (k == 9) s = (shape){0, 1, 40, 10, 300, 1.0f, 0.0f, 0};
-        int lda = (s.tA ? s.M : s.K) + s.pad, ldb = (s.tB ? s.K : s.N) + s.pad, ldc = s.N + s.pad;
-        size_t na = (size_t)(s.tA ? s.K : s.M) * (size_t)lda,
-               nb = (size_t)(s.tB ? s.N : s.K) * (size_t)ldb, nc = (size_t)s.M * (size_t)ldc;
-        float *hA = new_floats(na), *hB = new_floats(nb), *hC = new_floats(nc);
-        fill(&r, hA, na, -1, 1);
-        fill(&r, hB, nb, -1, 1);
-        fill(&r, hC, nc, -1, 1);
-        if (s.beta == 0.0f) /* C must not be read: NaN would leak into the result */
-            for (size_t i = 0; i < nc; i++) hC[i] = canary();
-        float *want = new_floats((size_t)s.M * s.N), *got = new_floats((size_t)s.M * s.N);
-        char what[160];
-        snprintf(what, sizeof what, "ref tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g", s.tA, s.tB,
-                 s.M, s.N, s.K, s.alpha, s.beta);
-        if (run_gemm(ref, &s, hA, hB, hC, want, what)) return 1;
-        for (int isa = 0; isa < N_ISAS; isa++) {
-            /* every thread count 1..8 on the first shapes, then a rotating pair */
-            for (int th = 1; th <= 8; th++) {
-                if (k >= 8 && th != 1 && th != 2 + k % 7) continue;
-                int skip;
-                sb_backend *be = make_canon_blas(ISAS[isa], th, &skip);
-                if (skip) {
-                    skipped_isa[isa] = 1;
-                    break;
-                }
-                CHECK(be, "blas canonical %s %d", ISAS[isa], th);
-                snprintf(what, sizeof what, "blas/%s/%d tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g",
-                         ISAS[isa], th, s.tA, s.tB, s.M, s.N, s.K, s.alpha, s.beta);
-                int rc = run_gemm(be, &s, hA, hB, hC, got, what);
-                sb_backend_free(be);
-                if (rc || same_bits(what, got, want, (size_t)s.M * s.N)) return 1;
-            }
-        }
+        /* every thread count 1..8 on the first shapes, then a rotating pair */
+        if (gemm_on_every_path(ref, &r, &s, k < 8 ? 0 : 2 + k % 7, skipped_isa)) return 1;
         shapes++;
-        free(hA), free(hB), free(hC), free(want), free(got);
     }
     sb_backend_free(ref);
     printf("%d shapes bitwise equal to ref on", shapes);
+    for (int isa = 0; isa < N_ISAS; isa++)
+        printf(" %s%s", ISAS[isa], skipped_isa[isa] ? " (not on this CPU: skipped)" : "");
+    printf(", threads 1..8\n");
+    return 0;
+}
+
+/* The driver's and kernels' paths by name (canonical_gemm.c,
+ * canonical_gemm_x86.c), each shape on every SIMD path and every thread
+ * count 1..8: the short-k call (k <= SB_CANON_SHORT_K, op(A) = A; B in
+ * place and packed, whole, two-vector and one-vector masked tail tiles,
+ * row strips past SHORT_ROWS and column blocks past NC, each epilogue);
+ * narrow panels of up to 28 rows (at most 16 columns: the per-head products
+ * with A and Aᵀ in place, evened-out panel heights, over k-blocks with the
+ * accumulators in C and in the workspace, B packed, and the transposed
+ * orientation over many columns of C); op(A) = Aᵀ read in place under wide
+ * panels; the epilogue's alpha == 1 and beta == 1 cases next to others; and
+ * products large enough to be split among threads on each of those paths. */
+static int canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_thread_count(void) {
+    static const shape paths[] = {
+        /* the short-k call */
+        {0, 0, 32, 784, 10, 1.0f, 0.0f, 0},   /* the CNN's fc dx */
+        {0, 0, 8, 2100, 9, 1.0f, 0.0f, 1},    /* conv1 fwd-like, 3 column blocks */
+        {0, 1, 300, 70, 14, 0.5f, -0.75f, 1}, /* B packed, 2 row strips, 1-vector tail */
+        {0, 0, 3, 50, 1, -1.25f, 1.0f, 2},    /* k = 1, 2-vector masked tail */
+        {0, 0, 33, 16, 14, 1.0f, 1.0f, 0},    /* one vector, beta 1 */
+        {0, 1, 40, 48, 5, 1.0f, -0.75f, 0},   /* B packed, alpha 1 with beta */
+        {0, 0, 17, 96, 13, 0.5f, 0.0f, 0},    /* whole tiles, alpha only */
+        {0, 0, 600, 500, 12, 0.5f, 1.0f, 1},  /* split by rows among threads */
+        {0, 1, 100, 2000, 7, 1.0f, 0.0f, 0},  /* split by columns */
+        /* narrow panels */
+        {0, 0, 32, 16, 32, 1.0f, 0.0f, 0},    /* tf head att.v */
+        {0, 0, 32, 16, 32, 1.0f, 1.0f, 0},    /* dpre.k */
+        {1, 0, 32, 16, 32, 1.0f, 1.0f, 0},    /* attT.do, dpreT.q */
+        {0, 0, 32, 16, 32, 0.5f, -0.75f, 1},
+        {1, 0, 32, 16, 32, -1.25f, 1.0f, 2},
+        {0, 0, 45, 13, 40, 1.0f, 0.0f, 0},    /* 28 + 17 rows */
+        {1, 0, 61, 16, 300, 0.5f, 0.0f, 0},   /* two k-blocks, accumulators in C */
+        {0, 0, 100, 9, 270, 0.5f, 1.0f, 1},   /* two k-blocks, workspace strips */
+        {0, 1, 40, 16, 50, 1.0f, 0.0f, 0},    /* B packed */
+        {0, 1, 16, 72, 600, 1.0f, 1.0f, 0},   /* transposed: 28 + 28 + 16 columns */
+        {0, 1, 8, 9, 3000, 1.0f, 1.0f, 0},    /* transposed, CNN conv1 dW-like */
+        {0, 1, 5, 100, 130, -1.25f, 0.5f, 1}, /* transposed, 28-column panels */
+        {0, 1, 16, 700, 600, 1.0f, 1.0f, 0},  /* transposed, split by columns */
+        {1, 0, 400, 16, 300, 1.0f, 1.0f, 0},  /* split by rows */
+        /* Aᵀ in place under wide panels */
+        {1, 0, 40, 30, 64, 1.0f, 1.0f, 0},
+        {1, 0, 20, 20, 600, 0.5f, 0.0f, 1},
+    };
+    rng r = {77};
+    sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
+    CHECK(ref, "ref");
+    int skipped_isa[N_ISAS] = {0};
+    const int n = (int)(sizeof paths / sizeof paths[0]);
+    for (int k = 0; k < n; k++)
+        if (gemm_on_every_path(ref, &r, &paths[k], 0, skipped_isa)) return 1;
+    sb_backend_free(ref);
+    printf("%d shapes bitwise equal to ref on", n);
     for (int isa = 0; isa < N_ISAS; isa++)
         printf(" %s%s", ISAS[isa], skipped_isa[isa] ? " (not on this CPU: skipped)" : "");
     printf(", threads 1..8\n");
@@ -499,6 +567,7 @@ static const sb_test_case cases[] = {
     SB_CASE(canonical_math_should_follow_c99_for_special_values),
     SB_CASE(canonical_sum_should_equal_the_documented_strided_tree_for_every_length),
     SB_CASE(canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count),
+    SB_CASE(canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_thread_count),
     SB_CASE(canonical_ops_should_equal_ref_bitwise_on_every_path_and_thread_count),
     SB_CASE(canonical_gemm_error_should_be_no_worse_than_openblas),
     SB_CASE(canonical_isa_switch_should_reject_unknown_values),
