@@ -142,6 +142,15 @@ sb_canon_isa sb_canon_isa_best(void);
  * path this CPU cannot run. */
 sb_status sb_canon_isa_from_env(sb_canon_isa *out, sb_error *err);
 
+/* canonical_math_x86.c: y[i] = sb_canon_tanhf(x[i]) / sb_canon_expf(x[i])
+ * for i < n, on the given path (every path gives the scalar function's
+ * bits; y may be x). sb_canon_math_isa: the path the elementwise ops use,
+ * SB_CANONICAL_ISA's (as sb_canon_isa_from_env, the best one when unset or
+ * invalid), read once per process. */
+void sb_canon_tanhf_n(sb_canon_isa isa, float *y, const float *x, size_t n);
+void sb_canon_expf_n(sb_canon_isa isa, float *y, const float *x, size_t n);
+sb_canon_isa sb_canon_math_isa(void);
+
 /* A micro-kernel: the MR x NR tile W[r*ldw + c] (r < MR, c < NR) continues
  * its accumulators over kc more steps: for k in 0..kc-1, for every (r, c):
  *     acc[r][c] = fmaf(ap[k*MR + r], bp[k*NR + c], acc[r][c])

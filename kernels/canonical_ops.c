@@ -72,43 +72,45 @@ float sb_canon_sum(const float *x, size_t n, size_t stride) {
 
 /* GELU, tanh approximation, as ref.c writes it but with our tanh:
  *   gelu(x) = 0.5*x*(1 + tanh(sqrt(2/pi) * (x + 0.044715*x^3)))
- * left to right, each operation rounded (no FMA). */
+ * left to right, each operation rounded (no FMA):
+ *   x_cube = (x*x)*x;  u = BETA*(x + KAPPA*x_cube);  t = sb_canon_tanhf(u);
+ *   gelu = (0.5*x)*(1 + t)
+ * and d gelu/dx in ref.c's factorisation (PyTorch's GeluBackward):
+ *   x_sq = x*x;  x_cube = x_sq*x;  u, t as above;
+ *   left = 0.5*x;  right = 1 + t;  left_d = 0.5*right;  tanh_d = 1 - t*t;
+ *   inner_d = BETA*(1 + (3*KAPPA)*x_sq);  right_d = (left*tanh_d)*inner_d;
+ *   grad = left_d + right_d.
+ * The elementwise ops run a chunk at a time: the arguments of tanh into a
+ * buffer, sb_canon_tanhf_n over it (the SIMD path's lanes give the scalar
+ * function's bits), then the rest; each element sees the same operations
+ * in the same order as the formulas above. */
 #define GELU_BETA 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_KAPPA 0.044715f
+#define ACT_CHUNK 256
 
-static float gelu_fwd(float x) {
-    float x_cube = x * x * x;
-    float inner = GELU_BETA * (x + GELU_KAPPA * x_cube);
-    return 0.5f * x * (1.0f + sb_canon_tanhf(inner));
-}
-
-/* d gelu/dx in ref.c's factorisation (PyTorch's GeluBackward), our tanh. */
-static float gelu_grad(float x) {
-    float x_sq = x * x;
-    float x_cube = x_sq * x;
-    float inner = GELU_BETA * (x + GELU_KAPPA * x_cube);
-    float t = sb_canon_tanhf(inner);
-    float left = 0.5f * x;
-    float right = 1.0f + t;
-    float left_d = 0.5f * right;
-    float tanh_d = 1.0f - t * t;
-    float inner_d = GELU_BETA * (1.0f + (3.0f * GELU_KAPPA) * x_sq);
-    float right_d = left * tanh_d * inner_d;
-    return left_d + right_d;
-}
-
-/* out[i] = f(inp[i]). ReLU as ref (keeps NaN); tanh and GELU through
- * sb_canon_tanhf. */
+/* out[i] = f(inp[i]) (out may be inp). ReLU as ref (keeps NaN); tanh and
+ * GELU through sb_canon_tanhf. */
 void sb_canon_act_forward(sb_act act, float *out, const float *inp, size_t n) {
+    sb_canon_isa isa = sb_canon_math_isa();
+    float u[ACT_CHUNK];
     switch (act) {
     case SB_ACT_RELU:
         for (size_t i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
         return;
     case SB_ACT_TANH:
-        for (size_t i = 0; i < n; i++) out[i] = sb_canon_tanhf(inp[i]);
+        sb_canon_tanhf_n(isa, out, inp, n);
         return;
     case SB_ACT_GELU:
-        for (size_t i = 0; i < n; i++) out[i] = gelu_fwd(inp[i]);
+        for (size_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
+            size_t len = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
+            const float *x = inp + i0;
+            for (size_t i = 0; i < len; i++) {
+                float x_cube = x[i] * x[i] * x[i];
+                u[i] = GELU_BETA * (x[i] + GELU_KAPPA * x_cube);
+            }
+            sb_canon_tanhf_n(isa, u, u, len);
+            for (size_t i = 0; i < len; i++) out[i0 + i] = 0.5f * x[i] * (1.0f + u[i]);
+        }
         return;
     }
     SB_ASSERT(!"unknown activation");
@@ -118,18 +120,44 @@ void sb_canon_act_forward(sb_act act, float *out, const float *inp, size_t n) {
  * tanh: f' = 1 - t*t with t = sb_canon_tanhf(x) recomputed. */
 void sb_canon_act_backward(sb_act act, float *dinp, const float *dout, const float *inp,
                            size_t n) {
+    sb_canon_isa isa = sb_canon_math_isa();
+    float u[ACT_CHUNK];
     switch (act) {
     case SB_ACT_RELU:
         for (size_t i = 0; i < n; i++) dinp[i] = dinp[i] + (inp[i] <= 0.0f ? 0.0f : dout[i]);
         return;
     case SB_ACT_TANH:
-        for (size_t i = 0; i < n; i++) {
-            float t = sb_canon_tanhf(inp[i]);
-            dinp[i] = dinp[i] + dout[i] * (1.0f - t * t);
+        for (size_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
+            size_t len = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
+            sb_canon_tanhf_n(isa, u, inp + i0, len);
+            float *d = dinp + i0;
+            const float *g = dout + i0;
+            for (size_t i = 0; i < len; i++) d[i] = d[i] + g[i] * (1.0f - u[i] * u[i]);
         }
         return;
     case SB_ACT_GELU:
-        for (size_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * gelu_grad(inp[i]);
+        for (size_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
+            size_t len = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
+            const float *x = inp + i0;
+            for (size_t i = 0; i < len; i++) {
+                float x_cube = x[i] * x[i] * x[i];
+                u[i] = GELU_BETA * (x[i] + GELU_KAPPA * x_cube);
+            }
+            sb_canon_tanhf_n(isa, u, u, len);
+            float *d = dinp + i0;
+            const float *g = dout + i0;
+            for (size_t i = 0; i < len; i++) {
+                float x_sq = x[i] * x[i];
+                float t = u[i];
+                float left = 0.5f * x[i];
+                float right = 1.0f + t;
+                float left_d = 0.5f * right;
+                float tanh_d = 1.0f - t * t;
+                float inner_d = GELU_BETA * (1.0f + (3.0f * GELU_KAPPA) * x_sq);
+                float right_d = left * tanh_d * inner_d;
+                d[i] = d[i] + g[i] * (left_d + right_d);
+            }
+        }
         return;
     }
     SB_ASSERT(!"unknown activation");
@@ -147,7 +175,8 @@ float sb_canon_xent_row(float *probs, const float *logits, int32_t label, int C)
     float max = logits[0];
     for (int j = 1; j < C; j++)
         if (logits[j] > max) max = logits[j];
-    for (int j = 0; j < C; j++) probs[j] = sb_canon_expf(logits[j] - max);
+    for (int j = 0; j < C; j++) probs[j] = logits[j] - max;
+    sb_canon_expf_n(sb_canon_math_isa(), probs, probs, (size_t)C); /* sb_canon_expf each */
     float sum = sb_canon_sum(probs, (size_t)C, 1);
     for (int j = 0; j < C; j++) probs[j] = probs[j] / sum;
     return sb_canon_logf(sum) - (logits[label] - max);

@@ -49,7 +49,8 @@ void sb_attn_softmax_row(float *p, const float *x, int n, int C, int canonical) 
         if (x[j] > max) max = x[j];
     float sum = 0.0f;
     if (canonical) {
-        for (int j = 0; j < n; j++) p[j] = sb_canon_expf(x[j] - max);
+        for (int j = 0; j < n; j++) p[j] = x[j] - max;
+        sb_canon_expf_n(sb_canon_math_isa(), p, p, (size_t)n); /* sb_canon_expf per element */
         sum = sb_canon_sum(p, (size_t)n, 1);
     } else {
         for (int j = 0; j < n; j++) {

@@ -8,6 +8,7 @@ sb_add_test_exe(test_canonical
   CASES
     canonical_math_should_stay_within_its_ulp_bounds_of_double_libm
     canonical_math_should_follow_c99_for_special_values
+    canonical_vector_math_should_give_the_scalar_bits_on_every_path
     canonical_sum_should_equal_the_documented_strided_tree_for_every_length
     canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count
     canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_thread_count

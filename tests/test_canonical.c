@@ -562,9 +562,93 @@ static int canonical_isa_switch_should_reject_unknown_values(void) {
     return 0;
 }
 
+/* The array forms on every path this CPU runs: each element's bits equal
+ * the scalar function's, over a walk through the whole float range (every
+ * 997th bit pattern, both signs, NaNs and infinities included), dense runs
+ * around every branch point of the scalar code, every tail length 0..40 and
+ * in place (y == x). */
+static float from_u32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int vector_math_matches(sb_canon_isa isa, const float *x, size_t n, float *y,
+                               const char *what) {
+    for (int f = 0; f < 2; f++) {
+        if (f == 0) sb_canon_tanhf_n(isa, y, x, n);
+        else sb_canon_expf_n(isa, y, x, n);
+        for (size_t i = 0; i < n; i++) {
+            float want = f == 0 ? sb_canon_tanhf(x[i]) : sb_canon_expf(x[i]);
+            if (!same_float(y[i], want)) {
+                fprintf(stderr, "%s %s (%s): x = %a (0x%08x): got %a, scalar %a\n",
+                        f == 0 ? "tanh" : "exp", sb_canon_isa_name(isa), what, x[i],
+                        bits_of(x[i]), y[i], want);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static int canonical_vector_math_should_give_the_scalar_bits_on_every_path(void) {
+    enum { CHUNK = 1 << 16 };
+    float *x = malloc(CHUNK * sizeof *x), *y = malloc(CHUNK * sizeof *y);
+    CHECK(x && y, "out of memory");
+    static const float edges[] = {0.55f, 9.5f, 0x1p-12f, 0x1.62e42ep+6f, -104.0f, 0.0f,
+                                  0x1p-126f, 44.0f, 0.275f, 4.75f, 1.0f, 88.0f};
+    int tested = 0;
+    for (int isa = SB_CANON_ISA_SCALAR; isa <= SB_CANON_ISA_AVX512; isa++) {
+        if (!sb_canon_isa_supported((sb_canon_isa)isa)) continue;
+        tested++;
+        /* the whole range, CHUNK values at a time */
+        uint64_t u = 0;
+        while (u < (1ull << 32)) {
+            size_t n = 0;
+            for (; n < CHUNK && u < (1ull << 32); n++, u += 997) x[n] = from_u32((uint32_t)u);
+            if (!vector_math_matches((sb_canon_isa)isa, x, n, y, "range walk")) goto fail;
+        }
+        /* 2000 neighbours of each branch point, both signs */
+        for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+            size_t n = 0;
+            uint32_t b = bits_of(edges[e]);
+            for (int d = -500; d < 500; d++) {
+                uint32_t v = (uint32_t)((int64_t)b + d);
+                if (b == 0 && d < 0) v = (uint32_t)-d;
+                x[n++] = from_u32(v);
+                x[n++] = from_u32(v ^ 0x80000000u);
+            }
+            if (!vector_math_matches((sb_canon_isa)isa, x, n, y, "branch points")) goto fail;
+        }
+        /* tails and in place */
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t i = 0; i < n; i++) x[i] = (float)((int)i - 20) * 0.37f;
+            if (!vector_math_matches((sb_canon_isa)isa, x, n, y, "tail")) goto fail;
+            float want[40];
+            for (size_t i = 0; i < n; i++) want[i] = sb_canon_tanhf(x[i]);
+            sb_canon_tanhf_n((sb_canon_isa)isa, x, x, n);
+            for (size_t i = 0; i < n; i++)
+                if (!same_float(x[i], want[i])) {
+                    fprintf(stderr, "tanh %s in place, n = %zu: element %zu differs\n",
+                            sb_canon_isa_name((sb_canon_isa)isa), n, i);
+                    goto fail;
+                }
+        }
+    }
+    printf("%d paths give the scalar bits\n", tested);
+    free(x);
+    free(y);
+    return 0;
+fail:
+    free(x);
+    free(y);
+    return 1;
+}
+
 static const sb_test_case cases[] = {
     SB_CASE(canonical_math_should_stay_within_its_ulp_bounds_of_double_libm),
     SB_CASE(canonical_math_should_follow_c99_for_special_values),
+    SB_CASE(canonical_vector_math_should_give_the_scalar_bits_on_every_path),
     SB_CASE(canonical_sum_should_equal_the_documented_strided_tree_for_every_length),
     SB_CASE(canonical_gemm_should_equal_ref_bitwise_on_every_path_and_thread_count),
     SB_CASE(canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_thread_count),
