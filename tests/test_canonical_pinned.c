@@ -44,7 +44,7 @@ static int pinned(const char *what, const float *p, size_t n, const char *want) 
 
 typedef struct pins {
     const char *gemm, *tanh, *gelu, *xent_probs, *xent_loss, *adam_w, *layernorm, *softmax,
-        *attention, *conv, *gru;
+        *attention, *conv, *gru, *gru_saved, *gru_bwd;
 } pins;
 
 static const pins PINS = {
@@ -59,6 +59,8 @@ static const pins PINS = {
     .attention = "5f3cdfda6951f3be2e92cbac9714b351",
     .conv = "24c75a77f23ba8190fa7d6cf0fe462b4",
     .gru = "fa1294ac7f31cbde8821bc306e14f870",
+    .gru_saved = "49f6f4e7c8cdb872bcdb0b4aea29f937",
+    .gru_bwd = "9d0b9320261b5164f2676dae75b10ac4",
 };
 
 static int run_all(const char *backend, int threads) {
@@ -141,6 +143,15 @@ static int run_all(const char *backend, int threads) {
     float *saved = malloc((size_t)GB * 4 * GH * sizeof(float));
     be->i->gru_forward(be, h1, saved, gi, gh, h0, GB, GH);
     rc |= pinned("gru", h1, (size_t)GB * GH, PINS.gru);
+    rc |= pinned("gru saved", saved, (size_t)GB * 4 * GH, PINS.gru_saved);
+    /* its backward: dgi, dgh (overwritten) and dh_prev (added into), one buffer */
+    float *dh = rand_buf(S, "dh", (size_t)GB * GH, 1.0f);
+    float *gb = rand_buf(S, "dh_prev", (size_t)GB * 7 * GH, 1.0f);
+    be->i->gru_backward(be, gb + (size_t)GB * GH, gb + (size_t)GB * 4 * GH, gb, dh, saved, h0,
+                        GB, GH);
+    rc |= pinned("gru backward", gb, (size_t)GB * 7 * GH, PINS.gru_bwd);
+    free(dh);
+    free(gb);
 
     free(A); free(Bm); free(C); free(x); free(y); free(logits); free(probs);
     be->i->free(be, lossb);
