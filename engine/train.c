@@ -61,6 +61,12 @@ void sb_param_set(sb_param *pp, const char *name, int ndim, const int64_t *shape
     *off += pp->numel;
 }
 
+/* the MLP's op names, per layer: t->mlp_op[l][MN_*] */
+enum {
+    MN_MATMUL_FWD, MN_BIAS_FWD, MN_ACT_FWD, MN_DROPOUT_FWD, MN_WEIGHT_GRAD, MN_BIAS_GRAD,
+    MN_MATMUL_BWD_INPUT, MN_DROPOUT_BWD, MN_ACT_BWD
+};
+
 sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
     if (sb_run_config_validate(c, err) != SB_OK) return NULL;
     sb_trainer *t = calloc(1, sizeof *t);
@@ -105,6 +111,19 @@ sb_trainer *sb_trainer_new(const sb_run_config *c, sb_error *err) {
                      0.0f, &off);
     }
     if (mlp) t->total = off;
+    for (int l = 1; mlp && l <= L; l++) { /* mlp_step's op names (MN_*) */
+        const char *act = sb_act_name(c->model.act);
+        snprintf(t->mlp_op[l][MN_MATMUL_FWD], sizeof t->mlp_op[l][0], "fc%d/matmul.fwd", l);
+        snprintf(t->mlp_op[l][MN_BIAS_FWD], sizeof t->mlp_op[l][0], "fc%d/bias.fwd", l);
+        snprintf(t->mlp_op[l][MN_ACT_FWD], sizeof t->mlp_op[l][0], "fc%d/%s.fwd", l, act);
+        snprintf(t->mlp_op[l][MN_DROPOUT_FWD], sizeof t->mlp_op[l][0], "dropout%d/fwd", l);
+        snprintf(t->mlp_op[l][MN_WEIGHT_GRAD], sizeof t->mlp_op[l][0], "fc%d/matmul.bwd_weight", l);
+        snprintf(t->mlp_op[l][MN_BIAS_GRAD], sizeof t->mlp_op[l][0], "fc%d/bias.grad", l);
+        snprintf(t->mlp_op[l][MN_MATMUL_BWD_INPUT], sizeof t->mlp_op[l][0], "fc%d/matmul.bwd_input",
+                 l);
+        snprintf(t->mlp_op[l][MN_DROPOUT_BWD], sizeof t->mlp_op[l][0], "dropout%d/bwd", l);
+        snprintf(t->mlp_op[l][MN_ACT_BWD], sizeof t->mlp_op[l][0], "fc%d/%s.bwd", l, act);
+    }
     t->n_slots = strcmp(c->optim.name, "adam") == 0 ? 2 : 1;
 
     sb_backend *be = t->be;
@@ -431,7 +450,6 @@ static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
     const sb_run_config *c = &t->cfg;
     const int *w = c->model.widths;
     int B = c->batch, L = t->n_layers;
-    char name[64];
 
     /* ---- forward ---- */
     for (int l = 1; l <= L; l++) {
@@ -439,20 +457,16 @@ static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
         size_t nin = (size_t)B * w[l - 1], nout = (size_t)B * w[l];
         sb_view in2[2] = {F32(layer_input(t, l), nin), F32(t->param + W->offset, W->numel)};
         sb_view out1[1] = {F32(t->pre[l], nout)};
-        snprintf(name, sizeof name, "fc%d/matmul.fwd", l);
-        op(t, OP_MATMUL_FWD, l, name, SB_STAGE_FORWARD, 2, in2, 1, out1, 0);
+        op(t, OP_MATMUL_FWD, l, t->mlp_op[l][MN_MATMUL_FWD], SB_STAGE_FORWARD, 2, in2, 1, out1, 0);
         sb_view inb[2] = {F32(t->pre[l], nout), F32(t->param + b->offset, b->numel)};
-        snprintf(name, sizeof name, "fc%d/bias.fwd", l);
-        op(t, OP_BIAS_FWD, l, name, SB_STAGE_FORWARD, 2, inb, 1, out1, 0);
+        op(t, OP_BIAS_FWD, l, t->mlp_op[l][MN_BIAS_FWD], SB_STAGE_FORWARD, 2, inb, 1, out1, 0);
         if (l == L) break;
         sb_view ina[1] = {F32(t->pre[l], nout)};
         sb_view outa[1] = {F32(t->act[l], nout)};
-        snprintf(name, sizeof name, "fc%d/%s.fwd", l, sb_act_name(c->model.act));
-        op(t, OP_ACT_FWD, l, name, SB_STAGE_FORWARD, 1, ina, 1, outa, 0);
+        op(t, OP_ACT_FWD, l, t->mlp_op[l][MN_ACT_FWD], SB_STAGE_FORWARD, 1, ina, 1, outa, 0);
         if (t->drop[l]) {
             sb_view outd[2] = {F32(t->drop[l], nout), F32(t->mask[l], nout)};
-            snprintf(name, sizeof name, "dropout%d/fwd", l);
-            op(t, OP_DROPOUT_FWD, l, name, SB_STAGE_FORWARD, 1, outa, 2, outd, 0);
+            op(t, OP_DROPOUT_FWD, l, t->mlp_op[l][MN_DROPOUT_FWD], SB_STAGE_FORWARD, 1, outa, 2, outd, 0);
         }
     }
     {
@@ -478,26 +492,21 @@ static sb_status mlp_step(sb_trainer *t, float *loss_out, sb_error *err) {
         sb_view dz[1] = {F32(t->dz, nout)};
         sb_view inw[2] = {F32(t->dz, nout), F32(layer_input(t, l), nin)};
         sb_view outw[1] = {F32(t->grad + W->offset, W->numel)};
-        snprintf(name, sizeof name, "fc%d/matmul.bwd_weight", l);
-        op(t, OP_WEIGHT_GRAD, l, name, SB_STAGE_BACKWARD, 2, inw, 1, outw, 0);
+        op(t, OP_WEIGHT_GRAD, l, t->mlp_op[l][MN_WEIGHT_GRAD], SB_STAGE_BACKWARD, 2, inw, 1, outw, 0);
         sb_view outb[1] = {F32(t->grad + b->offset, b->numel)};
-        snprintf(name, sizeof name, "fc%d/bias.grad", l);
-        op(t, OP_BIAS_GRAD, l, name, SB_STAGE_BACKWARD, 1, dz, 1, outb, 0);
+        op(t, OP_BIAS_GRAD, l, t->mlp_op[l][MN_BIAS_GRAD], SB_STAGE_BACKWARD, 1, dz, 1, outb, 0);
         if (l == 1) break;
         sb_view inx[2] = {F32(t->dz, nout), F32(t->param + W->offset, W->numel)};
         sb_view da[1] = {F32(t->da, nin)};
-        snprintf(name, sizeof name, "fc%d/matmul.bwd_input", l);
-        op(t, OP_MATMUL_BWD_INPUT, l, name, SB_STAGE_BACKWARD, 2, inx, 1, da, 0);
+        op(t, OP_MATMUL_BWD_INPUT, l, t->mlp_op[l][MN_MATMUL_BWD_INPUT], SB_STAGE_BACKWARD, 2, inx, 1, da, 0);
         if (t->drop[l - 1]) {
             sb_view ind[2] = {F32(t->da, nin), F32(t->mask[l - 1], nin)};
             sb_view outd[1] = {F32(t->dd, nin)};
-            snprintf(name, sizeof name, "dropout%d/bwd", l - 1);
-            op(t, OP_DROPOUT_BWD, l - 1, name, SB_STAGE_BACKWARD, 2, ind, 1, outd, 0);
+            op(t, OP_DROPOUT_BWD, l - 1, t->mlp_op[l - 1][MN_DROPOUT_BWD], SB_STAGE_BACKWARD, 2, ind, 1, outd, 0);
         }
         sb_view ina[2] = {F32(t->drop[l - 1] ? t->dd : t->da, nin), F32(t->pre[l - 1], nin)};
         sb_view outz[1] = {F32(t->dz, nin)};
-        snprintf(name, sizeof name, "fc%d/%s.bwd", l - 1, sb_act_name(c->model.act));
-        op(t, OP_ACT_BWD, l - 1, name, SB_STAGE_BACKWARD, 2, ina, 1, outz, 0);
+        op(t, OP_ACT_BWD, l - 1, t->mlp_op[l - 1][MN_ACT_BWD], SB_STAGE_BACKWARD, 2, ina, 1, outz, 0);
     }
     *loss_out = loss;
     return SB_OK;

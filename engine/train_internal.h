@@ -95,6 +95,8 @@ struct sb_trainer {
     sb_tf *tf;                          /* the transformer's (transformer.c) */
     int32_t *tok_in, *tok_tgt;          /* sequence models: backend memory, [batch, T] each */
     int32_t *host_tok;                  /* host staging: ids, targets, then the [batch, T+1] float rows */
+    /* the MLP's op names per layer (train.c), made once instead of every step */
+    char mlp_op[SB_MAX_LAYERS + 1][9][32];
 
     /* unseeded streams: the entropy seed each one uses in this run, and a
      * second one for recheck's re-execution (a fresh process would draw anew) */
