@@ -88,6 +88,15 @@ float sb_canon_sum(const float *x, size_t n, size_t stride) {
 #define GELU_KAPPA 0.044715f
 #define ACT_CHUNK 256
 
+/* u[i] = tanh(BETA*(x + KAPPA*x_cube)), x_cube = (x*x)*x, for i < len */
+static void gelu_tanh(sb_canon_isa isa, float *u, const float *x, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        float x_cube = x[i] * x[i] * x[i];
+        u[i] = GELU_BETA * (x[i] + GELU_KAPPA * x_cube);
+    }
+    sb_canon_tanhf_n(isa, u, u, len);
+}
+
 /* out[i] = f(inp[i]) (out may be inp). ReLU as ref (keeps NaN); tanh and
  * GELU through sb_canon_tanhf. */
 void sb_canon_act_forward(sb_act act, float *out, const float *inp, size_t n) {
@@ -104,11 +113,7 @@ void sb_canon_act_forward(sb_act act, float *out, const float *inp, size_t n) {
         for (size_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
             size_t len = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
             const float *x = inp + i0;
-            for (size_t i = 0; i < len; i++) {
-                float x_cube = x[i] * x[i] * x[i];
-                u[i] = GELU_BETA * (x[i] + GELU_KAPPA * x_cube);
-            }
-            sb_canon_tanhf_n(isa, u, u, len);
+            gelu_tanh(isa, u, x, len);
             for (size_t i = 0; i < len; i++) out[i0 + i] = 0.5f * x[i] * (1.0f + u[i]);
         }
         return;
@@ -139,11 +144,7 @@ void sb_canon_act_backward(sb_act act, float *dinp, const float *dout, const flo
         for (size_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
             size_t len = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
             const float *x = inp + i0;
-            for (size_t i = 0; i < len; i++) {
-                float x_cube = x[i] * x[i] * x[i];
-                u[i] = GELU_BETA * (x[i] + GELU_KAPPA * x_cube);
-            }
-            sb_canon_tanhf_n(isa, u, u, len);
+            gelu_tanh(isa, u, x, len);
             float *d = dinp + i0;
             const float *g = dout + i0;
             for (size_t i = 0; i < len; i++) {
