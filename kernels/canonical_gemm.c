@@ -404,10 +404,12 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
      * op(B) = B in place (row k of a tile is B[k*ldb + j..]) instead of
      * packing it. Only where the operands come from changes. */
     const int direct_b = general && !g->transB && m1 - m0 <= DIRECT_B_ROWS;
-    /* Few columns: an A panel would serve one tile, so the kernel
-     * broadcasts op(A) from where it is (a[k*a_k + r*a_r]). */
-    const int direct_a = general && n1 - n0 <= DIRECT_A_COLS;
     const int MR = general && n1 - n0 <= 16 ? u->mr_narrow : u->mr;
+    /* Few columns: an A panel would serve one tile, so the kernel
+     * broadcasts op(A) from where it is (a[k*a_k + r*a_r]); so it does for
+     * op(A) = Aᵀ of one row panel, whose rows are already side by side (a
+     * packed copy would differ only in its stride). */
+    const int direct_a = general && (n1 - n0 <= DIRECT_A_COLS || (g->transA && m1 - m0 <= MR));
     const size_t lda = (size_t)g->lda;
     const int ncb = in_c ? NC : NC_ACC;
     const int width = n1 - n0 < ncb ? n1 - n0 : ncb;

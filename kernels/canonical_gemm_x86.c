@@ -18,7 +18,8 @@
  * canonical.h: operands in place or packed, edge tiles, and the alpha/beta
  * epilogue on the last k-block (a rounded product, then a rounded sum, as
  * the scalar epilogue). While a tile computes, it prefetches the C rows of
- * the next tile it will load (a hint; no value depends on it). For products
+ * the next tile it will load and, with B read in place, the next tile's
+ * row k of B at step k (hints; no value depends on them). For products
  * of at most SB_CANON_SHORT_K steps it also has the short-k call, which
  * keeps op(B)'s rows of a tile in registers instead of accumulators and
  * runs each element's whole chain in turn — the same FMAs in the same order.
@@ -62,7 +63,7 @@ static __mmask16 mask16(int n) { /* the first n lanes (none for n <= 0, all for 
 __attribute__((target("avx512f"), always_inline)) static inline void
 k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, const float *bp,
           size_t b_k, float *w, size_t ldw, int first, const sb_canon_panel *ep, const int MR,
-          const int NV, const int full, __mmask16 m0, __mmask16 m1, const float *pf) {
+          const int NV, const int full, __mmask16 m0, __mmask16 m1, const float *pf, int pfb) {
     __m512 c0[MRN], c1[MR16];
     if (AM == AM_ROWS) a_r = 1;
     const ptrdiff_t a_r3 = 3 * a_r, a_r5 = 5 * a_r;
@@ -105,6 +106,10 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
             }
             c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
             if (NV == 2) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+        if (pfb) { /* B in place: the next tile's row k (a hint) */
+            _mm_prefetch((const char *)(bp + NV * 16), _MM_HINT_T0);
+            if (NV == 2) _mm_prefetch((const char *)(bp + 48), _MM_HINT_T0);
         }
         if (pf && k < 2 * MR) /* the next tile's C rows, one line per step (a hint) */
             _mm_prefetch((const char *)(pf + (size_t)(k >> 1) * ldw + (size_t)(k & 1) * 16),
@@ -161,25 +166,26 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
     __attribute__((target("avx512f"))) static void k512_wide_##AM##_##R(const sb_canon_panel *t) { \
         const sb_canon_panel *ep = t->ep ? t : NULL;                                              \
         const int fast = AM == AM_ROWS && R == MR16 && !ep && t->b_k == NR16 && t->a_k == MR16;   \
+        const int pfb = t->b_j == NR16 && t->b_k > NR16; /* B in place, rows apart */            \
         int j = 0;                                                                                \
         for (; j + NR16 <= t->nc; j += NR16) {                                                    \
             const float *b = t->b + (size_t)(j / NR16) * t->b_j;                                  \
             const float *pf = t->first || j + NR16 >= t->nc ? NULL : t->w + j + NR16;          \
             if (fast)                                                                             \
                 k512_tile(t->kc, t->a, AM_ROWS, MR16, 1, b, NR16, t->w + j, t->ldw, t->first,    \
-                          NULL, MR16, 2, 1, 0xFFFF, 0xFFFF, pf);                                  \
+                          NULL, MR16, 2, 1, 0xFFFF, 0xFFFF, pf, 0);                                \
             else                                                                                  \
                 k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, \
-                          ep, R, 2, 0, 0xFFFF, 0xFFFF, pf);                                       \
+                          ep, R, 2, 0, 0xFFFF, 0xFFFF, pf, pfb);                                   \
         }                                                                                         \
         int nr = t->nc - j;                                                                       \
         const float *b = t->b + (size_t)(j / NR16) * t->b_j;                                      \
         if (nr > 16)                                                                              \
             k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, \
-                      R, 2, 0, 0xFFFF, mask16(nr - 16), NULL);                                    \
+                      R, 2, 0, 0xFFFF, mask16(nr - 16), NULL, 0);                                  \
         else if (nr > 0)                                                                          \
             k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, b, t->b_k, t->w + j, t->ldw, t->first, ep, \
-                      R, 1, 0, mask16(nr), 0, NULL);                                              \
+                      R, 1, 0, mask16(nr), 0, NULL, 0);                                            \
     }
 /* A narrow panel of R <= 28 rows and at most 16 columns: one tile. */
 #define K512_NARROW(AM, R)                                                                        \
@@ -188,10 +194,10 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
         const sb_canon_panel *ep = t->ep ? t : NULL;                                              \
         if (t->nc == 16)                                                                          \
             k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, t->b, t->b_k, t->w, t->ldw, t->first, ep, \
-                      R, 1, 1, 0xFFFF, 0, NULL);                                                  \
+                      R, 1, 1, 0xFFFF, 0, NULL, 0);                                                \
         else                                                                                      \
             k512_tile(t->kc, t->a, AM, t->a_k, t->a_r, t->b, t->b_k, t->w, t->ldw, t->first, ep, \
-                      R, 1, 0, mask16(t->nc), 0, NULL);                                           \
+                      R, 1, 0, mask16(t->nc), 0, NULL, 0);                                         \
     }
 #define K512_14(F, AM)                                                                            \
     F(AM, 1) F(AM, 2) F(AM, 3) F(AM, 4) F(AM, 5) F(AM, 6) F(AM, 7) F(AM, 8) F(AM, 9) F(AM, 10)    \

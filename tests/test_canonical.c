@@ -346,6 +346,18 @@ static int canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_threa
         /* Aᵀ in place under wide panels */
         {1, 0, 40, 30, 64, 1.0f, 1.0f, 0},
         {1, 0, 20, 20, 600, 0.5f, 0.0f, 1},
+        /* Aᵀ of one row panel in place over many columns, B in place (its
+         * next tile prefetched): M 1..14, N not a multiple of 16, K 1 and odd */
+        {1, 0, 10, 784, 32, 1.0f, 0.0f, 0},   /* the CNN's fc dW */
+        {1, 0, 10, 256, 64, 1.0f, 0.0f, 0},   /* the MLP's fc3 dW */
+        {1, 0, 1, 50, 1, -1.25f, 1.0f, 2},
+        {1, 0, 7, 100, 33, 0.5f, -0.75f, 1},
+        {1, 0, 14, 300, 17, 1.0f, 1.0f, 0},
+        {1, 0, 3, 70, 300, -1.25f, 0.5f, 2},  /* two k-blocks, workspace */
+        {1, 0, 5, 41, 257, 0.5f, 0.0f, 0},    /* two k-blocks, accumulators in C */
+        {0, 0, 10, 784, 32, 1.0f, 0.0f, 0},   /* the same with op(A) = A */
+        {0, 0, 9, 150, 31, 0.5f, 1.0f, 1},
+        {0, 1, 10, 100, 40, 1.0f, 0.0f, 0},   /* NT, transposed orientation */
     };
     rng r = {77};
     sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
