@@ -26,6 +26,7 @@
  * compute the same bits, only faster.
  */
 #include "canonical.h"
+#include "canonical_math_consts.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -51,12 +52,6 @@ static float from_bits(uint32_t u) {
 /* 2^n for n in [-126, 127], exactly (a normal power of two). */
 static float pow2i(int n) { return from_bits((uint32_t)(n + 127) << 23); }
 
-#define LN2_HI 0x1.62e43p-1f   /* ln 2 rounded to float */
-#define LN2_LO -0x1.05c61p-29f /* ln 2 - LN2_HI, rounded to float */
-#define LOG2E 0x1.715476p+0f   /* 1/ln 2 rounded to float */
-#define EXP_MAX 0x1.62e42ep+6f /* largest float x with exp(x) < FLT_MAX (88.72283) */
-#define EXP_MIN -104.0f        /* below: exp(x) < 2^-150, rounds to +0 */
-#define ROUND_MAGIC 0x1.8p23f  /* (z + M) - M rounds z to an integer, |z| < 2^22 */
 
 /* exp(x).
  * 1. n = round-to-nearest-even(x * LOG2E) via the magic constant.

@@ -19,18 +19,12 @@
  * Not here: the definitions and their accuracy (canonical_math.c).
  */
 #include "canonical.h"
+#include "canonical_math_consts.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* the constants of canonical_math.c, bit for bit */
-#define LN2_HI 0x1.62e43p-1f
-#define LN2_LO -0x1.05c61p-29f
-#define LOG2E 0x1.715476p+0f
-#define EXP_MAX 0x1.62e42ep+6f
-#define EXP_MIN -104.0f
-#define ROUND_MAGIC 0x1.8p23f
 
 static void tanh_scalar(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = sb_canon_tanhf(x[i]);
