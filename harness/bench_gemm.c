@@ -44,6 +44,10 @@ static const gemm_shape SHAPES[] = {
     {"mlp784 fc1 dx", 0, 0, 64, 784, 256, 0},
     {"mlp784 fc1 dW", 1, 0, 256, 784, 64, 0},
     {"mlp784 fc2 fwd", 0, 1, 64, 256, 256, 0},
+    {"mlp784 fc2 dx", 0, 0, 64, 256, 256, 0},
+    {"mlp784 fc2 dW", 1, 0, 256, 256, 64, 0},
+    {"mlp784 fc3 fwd", 0, 1, 64, 10, 256, 0},
+    {"mlp784 fc3 dx", 0, 0, 64, 256, 10, 0},
     {"mlp784 fc3 dW", 1, 0, 10, 256, 64, 0},
     /* CNN on 28x28x1, batch 32: conv 1->8 and 8->16, 3x3, padding 1, 2x2
      * pools, fc 16*7*7 -> 10 (engine/cnn.c). Convs are im2col GEMMs

@@ -195,6 +195,14 @@ typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, 
  * It keeps op(B)'s kc rows of a tile in registers and runs the rows of op(A)
  * past them, each element's chain, then its epilogue, then its store. */
 #define SB_CANON_SHORT_K 14
+/* The few-columns NT call: C[m0:m1, n0:n1] of g whole (every element's
+ * chain over all of K, then its epilogue, W = C) for op(A) = A, op(B) = Bᵀ,
+ * 1 <= n1 - n0 <= SB_CANON_NT_FEW_N and g->M >= 16 (it may read A's rows
+ * outside m0..m1, never C's). Rows of C in the lanes; op(A) is transposed
+ * in registers as the chains go instead of packed. */
+#define SB_CANON_NT_FEW_N 16
+struct sb_canon_gemm;
+typedef void (*sb_canon_nt_few_fn)(const struct sb_canon_gemm *g, int m0, int m1, int n0, int n1);
 /* A SIMD path: either the general panel call (AVX-512) or only the full
  * tile over two packed panels (scalar, AVX2: the driver then packs both
  * operands, pads edge tiles through a copy and applies alpha and beta in a
@@ -205,6 +213,7 @@ typedef struct sb_canon_ukernel {
     sb_canon_panel_fn panel;  /* NULL: fn only */
     sb_canon_panel_fn stream; /* the short-k call; NULL without a panel call */
     sb_canon_pack_fn pack_t, pack_n; /* NULL: the driver's scalar copies */
+    sb_canon_nt_few_fn nt_few;       /* NULL: no few-columns NT call */
 } sb_canon_ukernel;
 
 /* canonical_gemm_x86.c: the AVX2 (6x16) and AVX-512 (14x32, 28x16 and

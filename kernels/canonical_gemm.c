@@ -21,6 +21,11 @@
  *     columns of C in the lanes (op(A) broadcast), the transposed one — for
  *     op(B) = Bᵀ with few rows or few columns — rows of C (op(B) broadcast
  *     straight from B's rows, Cᵀ accumulated in the workspace);
+ *   - for op(B) = Bᵀ, op(A) = A and at most 16 columns the AVX-512 path
+ *     has a call of its own (nt_few): rows of C in the lanes, one register
+ *     per column, A's 16-row panels turned k-major in registers as the
+ *     chains go (never packed), each element's chain whole, then its
+ *     epilogue;
  *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
  *     registers); an operand that would serve few tiles is read in place;
  *     a one-k-block product of at most 16 columns takes a short path
@@ -166,7 +171,8 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
 }
 
 static const sb_canon_ukernel *ukernel_for(sb_canon_isa isa) {
-    static const sb_canon_ukernel scalar = {SMR, SMR, SNR, ukr_scalar, NULL, NULL, NULL, NULL};
+    static const sb_canon_ukernel scalar = {SMR,  SMR,  SNR,  ukr_scalar, NULL,
+                                            NULL, NULL, NULL, NULL};
     const sb_canon_ukernel *u = &scalar;
     if (isa == SB_CANON_ISA_AVX512) u = sb_canon_ukernel_avx512();
     if (isa == SB_CANON_ISA_AVX2) u = sb_canon_ukernel_avx2();
@@ -529,6 +535,19 @@ static int use_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
     return mreg <= TRANSPOSED_ROWS || (nreg < TRANSPOSED_ROWS && mreg <= NC);
 }
 
+/* The few-columns NT call (canonical_gemm_x86.c) instead of either
+ * orientation: op(B) = Bᵀ, op(A) = A, at most SB_CANON_NT_FEW_N columns in
+ * the region, at least 16 rows in A, and more steps than the short-k call
+ * takes. With a whole vector of columns and few steps the normal
+ * orientation is faster (its packed op(B) serves every row panel): at
+ * 64 x 16, K 16 and 32 it ran 75 and 89 GF/s against 59 and 79 here; from
+ * K 64 or with fewer columns this call wins (32 x 10 x 784: 112 against 77,
+ * 256 x 12 x 128: 104 against 81, 512 x 8 x 20: 59 against 48). Speed only. */
+static int use_nt_few(const sb_canon_ukernel *u, const sb_canon_gemm *g, int nreg) {
+    if (!u->nt_few || !g->transB || g->transA || nreg > SB_CANON_NT_FEW_N || g->M < 16) return 0;
+    return g->K > SB_CANON_SHORT_K && (nreg < 16 || g->K >= 64);
+}
+
 void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int m1, int n0, int n1,
                           sb_canon_ws *ws) {
     if (m1 <= m0 || n1 <= n0) return;
@@ -547,6 +566,10 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
         return;
     }
     const sb_canon_ukernel *u = ukernel_for(isa);
+    if (use_nt_few(u, g, n1 - n0)) {
+        u->nt_few(g, m0, m1, n0, n1);
+        return;
+    }
     if (use_transposed(u, g, m1 - m0, n1 - n0))
         region_transposed(u, g, m0, m1, n0, n1, ws);
     else

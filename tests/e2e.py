@@ -516,7 +516,7 @@ def bench_gemm_should_report_the_machine_peak_next_to_each_shape(tmp):
     # (bench_peak.c) and every row carries it, so "% of peak" is read against
     # today's machine; one row per shape and thread count (not a timing
     # assertion: only that the numbers exist)
-    p = run("bench", "--gemm", "--only", "mlp784 fc3", "--threads", "1,2", "--reps", "1",
+    p = run("bench", "--gemm", "--only", "mlp784 fc3 dW", "--threads", "1,2", "--reps", "1",
             "--seconds", "0.02", "--json", expect=0)
     rows = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
     check([r["threads"] for r in rows] == [1, 2], f"want one row per thread count: {rows}")

@@ -358,6 +358,18 @@ static int canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_threa
         {0, 0, 10, 784, 32, 1.0f, 0.0f, 0},   /* the same with op(A) = A */
         {0, 0, 9, 150, 31, 0.5f, 1.0f, 1},
         {0, 1, 10, 100, 40, 1.0f, 0.0f, 0},   /* NT, transposed orientation */
+        /* the few-columns NT call: rows of C in lanes, A turned in
+         * registers; a shifted last panel (M not a multiple of 16), 1..3
+         * trailing steps through the copy, N 1 and 16, each epilogue, and
+         * row splits among threads */
+        {0, 1, 32, 10, 784, 1.0f, 0.0f, 0},   /* the CNN's fc forward */
+        {0, 1, 64, 10, 256, 1.0f, 0.0f, 0},   /* the MLP's fc3 forward */
+        {0, 1, 17, 3, 50, 0.5f, -0.75f, 1},
+        {0, 1, 16, 16, 67, -1.25f, 1.0f, 2},
+        {0, 1, 45, 1, 130, 1.0f, 0.0f, 0},
+        {0, 1, 40, 5, 17, 1.0f, 1.0f, 1},
+        {0, 1, 700, 9, 200, 0.5f, 0.0f, 0},
+        {0, 1, 1000, 12, 301, 1.0f, -0.75f, 1},
     };
     rng r = {77};
     sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
