@@ -138,7 +138,7 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
                                           mb ? _mm512_mul_ps(vb, o1) : o1);
                 }
             }
-        } else {
+        } else if (ma) {
 #pragma GCC unroll 28
             for (int r = 0; r < MR; r++) {
                 c0[r] = _mm512_mul_ps(va, c0[r]);
@@ -242,7 +242,7 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512
 k512_ep(__m512 acc, const float *c, const sb_canon_panel *ep, __m512 va, __m512 vb,
         const int full, __mmask16 m) {
     if (!ep) return acc;
-    if (ep->beta == 0.0f) return _mm512_mul_ps(va, acc);
+    if (ep->beta == 0.0f) return ep->alpha != 1.0f ? _mm512_mul_ps(va, acc) : acc;
     __m512 o = full ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(m, c);
     /* a product by 1 is exact: alpha == 1 and beta == 1 skip theirs */
     return _mm512_add_ps(ep->alpha != 1.0f ? _mm512_mul_ps(va, acc) : acc,
