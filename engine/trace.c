@@ -93,6 +93,7 @@ sb_hash128 sb_xxh3_128_avx512(const void *data, size_t n); /* xxh_avx512.c */
 sb_hash128 sb_xxh3_128_avx2(const void *data, size_t n);   /* xxh_avx2.c */
 sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx);
 sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx);
+sb_hash128 sb_xxh3_chunk_avx512(const void *p, size_t n, double *sumsq, float *maxabs);
 #define SB_XXH_SIMD 1
 #endif
 
@@ -171,6 +172,9 @@ static sb_hash128 digest_generic(const void *p, size_t n, double *acc, float *mx
 typedef struct hash_impl {
     sb_hash128 (*bytes)(const void *, size_t);
     sb_hash128 (*digest)(const void *, size_t, double *, float *);
+    /* a float chunk whole, lanes from 0 through the tree (NULL: digest_chunk
+     * does those around digest) */
+    sb_hash128 (*chunk)(const void *, size_t, double *, float *);
 } hash_impl;
 
 /* XXH3-128 by the widest vector path the CPU has; every path gives the same
@@ -190,10 +194,10 @@ static hash_impl pick_impl(void) {
         __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
     }
 #ifdef SB_XXH_SIMD
-    if (v == 2) return (hash_impl){sb_xxh3_128_avx512, sb_xxh3_digest_avx512};
-    if (v == 1) return (hash_impl){sb_xxh3_128_avx2, sb_xxh3_digest_avx2};
+    if (v == 2) return (hash_impl){sb_xxh3_128_avx512, sb_xxh3_digest_avx512, sb_xxh3_chunk_avx512};
+    if (v == 1) return (hash_impl){sb_xxh3_128_avx2, sb_xxh3_digest_avx2, NULL};
 #endif
-    return (hash_impl){xxh3_generic, digest_generic};
+    return (hash_impl){xxh3_generic, digest_generic, NULL};
 }
 
 sb_hash128 sb_hash_bytes(const void *data, size_t n) {
@@ -240,6 +244,10 @@ static void digest_chunk(hash_impl impl, const void *p, size_t n, int is_float,
     out->maxabs = 0.0f;
     if (!is_float) {
         out->h = impl.bytes(p, n);
+        return;
+    }
+    if (impl.chunk) {
+        out->h = impl.chunk(p, n, &out->sumsq, &out->maxabs);
         return;
     }
     double acc[STAT_LANES];
@@ -454,7 +462,7 @@ static sb_hash128 stats_only(const void *p, size_t n, double *acc, float *mx) {
  * sb_hash_stats_f32 must equal). */
 void sb_trace_stats(const float *x, size_t n, float *l2, float *maxabs) {
     sb_digest d = {.p = x, .bytes = n * sizeof(float), .is_float = 1};
-    digest_serial((hash_impl){xxh3_generic, stats_only}, &d);
+    digest_serial((hash_impl){xxh3_generic, stats_only, NULL}, &d);
     *l2 = (float)sqrt(d.sumsq);
     *maxabs = d.maxabs;
 }

@@ -219,6 +219,28 @@ static int stats_should_sum_float_lanes_per_block_and_the_blocks_in_double(void)
         CHECK(l2 == (float)sqrt(ss) && ma == m, "n=%d: l2 %.9g vs %.9g, maxabs %.9g vs %.9g", n,
               l2, (float)sqrt(ss), ma, m);
     }
+    /* the lanes meet in the documented tree (lane k += lane k + half, half =
+     * 32, 16, ..., 1): lane 0 holds 2^52 (one ulp: 1) and lanes a and b
+     * 0.5625 each. Where a and b meet before either meets lane 0 the sum is
+     * 2^52 + 1 (1.125 rounded), where they join lane 0 one by one 2^52 + 2;
+     * so a tree that pairs the lanes otherwise (at any level) gives another
+     * sum. In a tensor of its own, in the second block and in the second
+     * chunk. */
+    static const int pairs[][2] = {{16, 48}, {8, 24}, {4, 12}, {2, 6}, {1, 3}, {32, 33}, {5, 7}};
+    for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++)
+        for (int k = 0; k < 3; k++) {
+            size_t at = k == 0 ? 0 : k == 1 ? 2048 : SB_HASH_CHUNK / sizeof(float);
+            size_t n = at + 64 + (k == 2 ? 5 : 0);
+            float *u = calloc(n, sizeof *u), rm;
+            u[at] = 0x1p26f;
+            u[at + (size_t)pairs[pi][0]] = 0.75f;
+            u[at + (size_t)pairs[pi][1]] = -0.75f;
+            double got = digest_sumsq(u, n, &ma), ref = ref_sumsq(u, n, &rm);
+            CHECK((ref == 0x1p52 + 1.0 || ref == 0x1p52 + 2.0) && got == ref && ma == 0x1p26f,
+                  "lane tree, lanes %d and %d (at %zu): %a, documented order %a", pairs[pi][0],
+                  pairs[pi][1], at, got, ref);
+            free(u);
+        }
     float nz[2] = {-0.0f, -0.0f};
     sb_trace_stats(nz, 2, &l2, &ma);
     CHECK(l2 == 0.0f && ma == 0.0f && !signbit(ma), "-0: l2 %g maxabs %g", l2, ma);
