@@ -62,6 +62,7 @@ sb_add_test_exe(test_kernels_conv
     conv2d_should_match_a_direct_double_precision_convolution
     blas_conv2d_should_match_ref_within_summation_bound
     pools_should_match_a_direct_double_precision_pooling
+    maxpool_should_follow_the_window_order_on_ties_nans_and_signed_zeros
     blas_pools_should_equal_ref_bitwise_in_every_mode_and_thread_count
     blas_deterministic_conv2d_should_repeat_bitwise
     blas_fast_perturbed_conv2d_weight_grad_should_vary_between_calls

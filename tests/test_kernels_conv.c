@@ -572,6 +572,85 @@ static int pools_should_match_a_direct_double_precision_pooling(void) {
     return fails;
 }
 
+/* 1 (and one line) when a and b differ in any bit; NaNs and infinities are
+ * compared by their bits like every other value (same_bits refuses them). */
+static int bits_differ(const char *what, const char *part, const float *got, const float *want,
+                       size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (bits_of(got[i]) != bits_of(want[i])) {
+            fprintf(stderr, "%s %s at [%zu]: got 0x%08x, want 0x%08x\n", what, part, i,
+                    (unsigned)bits_of(got[i]), (unsigned)bits_of(want[i]));
+            return 1;
+        }
+    return 0;
+}
+
+/* Max pooling's order on values where it shows (kernels.h: the window's
+ * first element, replaced by each later one in (ky, kx) order that is greater
+ * or NaN; the winner's gradient element gets one addition, the others are not
+ * touched): ties, +0 and -0, NaNs of both signs with payloads, infinities,
+ * and gradients prefilled with -0.0f (an added +0.0f would show). Against
+ * that rule written out here, bitwise, for the 2 x 2 stride-2 windows the
+ * CNN uses (ref_conv.c has a path of its own for them) with odd and even
+ * sizes, and for a padded, overlapping one (the general loops); on ref and on
+ * blas in every mode with 1 and 2 threads. */
+static int maxpool_should_follow_the_window_order_on_ties_nans_and_signed_zeros(void) {
+    static const sb_pool2d_shape shapes[] = {
+        {2, 3, 7, 9, 2, 2, 2, 2, 0, 0}, {1, 1, 2, 2, 2, 2, 2, 2, 0, 0},
+        {2, 2, 8, 70, 2, 2, 2, 2, 0, 0}, {1, 2, 7, 8, 3, 3, 2, 2, 1, 1}};
+    const uint32_t nans[2] = {0x7fc00001u, 0xffc00002u}; /* both signs, with payloads */
+    float vals[9] = {1.0f, -1.0f, 0.0f, -0.0f, 2.0f, INFINITY, -INFINITY};
+    memcpy(&vals[7], &nans[0], sizeof(float));
+    memcpy(&vals[8], &nans[1], sizeof(float));
+    const sb_mode all[] = {SB_MODE_DETERMINISTIC, SB_MODE_FAST, SB_MODE_CANONICAL};
+    int fails = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const sb_pool2d_shape *s = &shapes[si];
+        const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
+        const size_t nx = (size_t)s->n * s->c * s->h * s->w, no = (size_t)s->n * s->c * OH * OW;
+        rng r = {4242 + si};
+        float *x = new_floats(nx), *g = new_floats(no), *dx0 = new_floats(nx);
+        float *mf = new_floats(no), *mb = new_floats(nx);
+        for (size_t i = 0; i < nx; i++) {
+            x[i] = vals[rng_next(&r) % (sizeof vals / sizeof vals[0])];
+            dx0[i] = rng_next(&r) % 4 ? -0.0f : 0.5f;
+        }
+        for (size_t i = 0; i < no; i++) g[i] = rng_next(&r) % 3 ? 0.25f : 0.0f;
+        memcpy(mb, dx0, nx * sizeof *mb);
+        for (size_t pl = 0; pl < (size_t)s->n * s->c; pl++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    size_t o = (pl * OH + oy) * OW + ox, best = (size_t)-1;
+                    for (int ky = 0; ky < s->kh; ky++)
+                        for (int kx = 0; kx < s->kw; kx++) {
+                            int iy = oy * s->stride_h - s->pad_h + ky;
+                            int ix = ox * s->stride_w - s->pad_w + kx;
+                            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                            size_t i = (pl * s->h + iy) * s->w + ix;
+                            if (best == (size_t)-1 || x[i] > x[best] || x[i] != x[i]) best = i;
+                        }
+                    mf[o] = x[best];
+                    mb[best] = mb[best] + g[o];
+                }
+        pool_out got = {new_floats(no), new_floats(nx), new_floats(no), new_floats(nx)};
+        for (int k = 0; k < 7; k++) {
+            sb_backend *be = k == 0 ? make("ref", SB_MODE_DETERMINISTIC, 1, 0)
+                                    : make("blas", all[(k - 1) / 2], 1 + (k - 1) % 2, 0);
+            CHECK(be, "backend %d", k);
+            char what[96];
+            snprintf(what, sizeof what, "maxpool shape %zu on %s", si,
+                     k == 0 ? "ref" : sb_mode_name(all[(k - 1) / 2]));
+            fails += pool_run(be, s, x, g, dx0, &got, what);
+            fails += bits_differ(what, "forward", got.mf, mf, no) +
+                     bits_differ(what, "backward", got.mb, mb, nx);
+            sb_backend_free(be);
+        }
+        free(got.mf), free(got.mb), free(got.af), free(got.ab);
+        free(x), free(g), free(dx0), free(mf), free(mb);
+    }
+    return fails;
+}
+
 /* Pooling's order (kernels.h) does not depend on the mode, the backend or the
  * thread count: blas runs ref's loops on disjoint planes. So: bitwise. */
 static int blas_pools_should_equal_ref_bitwise_in_every_mode_and_thread_count(void) {
@@ -801,6 +880,7 @@ static const sb_test_case cases[] = {
     SB_CASE(conv2d_should_match_a_direct_double_precision_convolution),
     SB_CASE(blas_conv2d_should_match_ref_within_summation_bound),
     SB_CASE(pools_should_match_a_direct_double_precision_pooling),
+    SB_CASE(maxpool_should_follow_the_window_order_on_ties_nans_and_signed_zeros),
     SB_CASE(blas_pools_should_equal_ref_bitwise_in_every_mode_and_thread_count),
     SB_CASE(blas_deterministic_conv2d_should_repeat_bitwise),
     SB_CASE(blas_fast_perturbed_conv2d_weight_grad_should_vary_between_calls),
