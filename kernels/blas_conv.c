@@ -146,16 +146,28 @@ static void im2col_items(const pass *p, size_t lo, size_t hi) {
         const float *x = p->src + (((size_t)p->n0 + m) * (size_t)s->cin + ci) * hw;
         float *c = p->dst + row * p->np + m * p->ohw;
         int OH = (int)(p->ohw / (size_t)p->OW);
+        /* with stride 1 a row is a shifted copy: crow[ox] =
+         * x[iy, ox - pad + kx] for ox in [x0, x1), the rest is padding */
+        const int shift = kx - s->pad_w;
+        int x0 = shift < 0 ? -shift : 0, x1 = s->w - shift < p->OW ? s->w - shift : p->OW;
+        if (x1 < x0) x1 = x0;
         for (int oy = 0; oy < OH; oy++) {
             int iy = oy * s->stride_h - s->pad_h + ky;
             float *crow = c + (size_t)oy * (size_t)p->OW;
             if (iy < 0 || iy >= s->h) {
-                for (int ox = 0; ox < p->OW; ox++) crow[ox] = 0.0f;
+                memset(crow, 0, (size_t)p->OW * sizeof *crow);
+                continue;
+            }
+            const float *xrow = x + (size_t)iy * (size_t)s->w;
+            if (s->stride_w == 1) {
+                for (int ox = 0; ox < x0; ox++) crow[ox] = 0.0f;
+                memcpy(crow + x0, xrow + x0 + shift, (size_t)(x1 - x0) * sizeof *crow);
+                for (int ox = x1; ox < p->OW; ox++) crow[ox] = 0.0f;
                 continue;
             }
             for (int ox = 0; ox < p->OW; ox++) {
-                int ix = ox * s->stride_w - s->pad_w + kx;
-                crow[ox] = ix >= 0 && ix < s->w ? x[(size_t)iy * (size_t)s->w + (size_t)ix] : 0.0f;
+                int ix = ox * s->stride_w + shift;
+                crow[ox] = ix >= 0 && ix < s->w ? xrow[ix] : 0.0f;
             }
         }
     }
