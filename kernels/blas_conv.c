@@ -198,11 +198,54 @@ static void out_items(const pass *p, size_t lo, size_t hi) {
     }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
+#define CONV_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define CONV_CLONES
+#endif
+
+/* acc[i] = acc[i] + x[i], i < n: one rounded addition per element, in every
+ * clone (vector lanes are elements). */
+CONV_CLONES static void row_add(float *restrict acc, const float *restrict x, int n) {
+    for (int i = 0; i < n; i++) acc[i] = acc[i] + x[i];
+}
+
+#define COL2IM_ROW_MAX 4096 /* row accumulators on the stack (floats) */
+
 /* dinp[n, ci, iy, ix] += (dcol entries of that element, (ky, kx) increasing,
- * from 0.0f): item = n*cin + ci */
+ * from 0.0f): item = n*cin + ci. With stride 1 along x a row's elements are
+ * summed side by side in a row of accumulators: for each (ky, kx) in turn,
+ * the elements it reaches (a contiguous range ix in [kx - pad, kx - pad + OW))
+ * take their entry — per element the same additions in the same order as
+ * the element-by-element loop below, which handles the other strides. */
 static void col2im_items(const pass *p, size_t lo, size_t hi) {
     const sb_conv2d_shape *s = p->s;
     const int OH = (int)(p->ohw / (size_t)p->OW), OW = p->OW;
+    if (s->stride_w == 1 && s->w <= COL2IM_ROW_MAX) {
+        float acc[COL2IM_ROW_MAX];
+        for (size_t it = lo; it < hi; it++) {
+            size_t n = it / (size_t)s->cin, ci = it % (size_t)s->cin;
+            float *d = p->dst + it * (size_t)s->h * (size_t)s->w;
+            for (int iy = 0; iy < s->h; iy++) {
+                for (int ix = 0; ix < s->w; ix++) acc[ix] = 0.0f;
+                for (int ky = 0; ky < s->kh; ky++) {
+                    int ty = iy + s->pad_h - ky;
+                    if (ty < 0 || ty % s->stride_h != 0 || ty / s->stride_h >= OH) continue;
+                    size_t row0 = (ci * (size_t)s->kh + (size_t)ky) * (size_t)s->kw;
+                    const float *src = p->src + n * p->ohw + (size_t)(ty / s->stride_h) * (size_t)OW;
+                    for (int kx = 0; kx < s->kw; kx++) {
+                        int shift = s->pad_w - kx; /* tx = ix + shift */
+                        int x0 = shift < 0 ? -shift : 0, x1 = OW - shift < s->w ? OW - shift : s->w;
+                        if (x1 > x0)
+                            row_add(acc + x0, src + (row0 + (size_t)kx) * p->np + (size_t)(x0 + shift),
+                                    x1 - x0);
+                    }
+                }
+                row_add(d + (size_t)iy * (size_t)s->w, acc, s->w);
+            }
+        }
+        return;
+    }
     for (size_t it = lo; it < hi; it++) {
         size_t n = it / (size_t)s->cin, ci = it % (size_t)s->cin;
         float *d = p->dst + it * (size_t)s->h * (size_t)s->w;
