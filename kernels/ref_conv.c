@@ -15,6 +15,8 @@
 #include "conv_internal.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 void sb_conv2d_check(const sb_conv2d_shape *s) {
     SB_ASSERT(s->n >= 0 && s->cin >= 1 && s->h >= 1 && s->w >= 1);
@@ -240,6 +242,112 @@ POOL_CLONES static void max2x2_backward_row(float *restrict d0, float *restrict 
     }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#include <immintrin.h>
+/* The same rows with AVX-512 and masks: the CNN's rows hold 14 and 7
+ * outputs, too short for the compiler's 16-wide loops (their scalar tails
+ * ran). 16 outputs at a time: a row's 32 inputs in two masked loads, split
+ * into even and odd columns by permutes (a = row 0 even, b = row 0 odd,
+ * c = row 1 even, d = row 1 odd: the window's (ky, kx) order), then the
+ * selects of max2x2_forward_row lane by lane. Lanes past the row are loaded
+ * as 0 and never stored. */
+__attribute__((target("avx512f"), always_inline)) static inline __mmask16 pool_mask(int n) {
+    return (__mmask16)(n <= 0 ? 0u : n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+}
+
+/* even (e = 1: odd) columns of the 2n inputs at r as n lanes */
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+pool_cols(const float *r, int n, __m512i idx) {
+    __m512 lo = _mm512_maskz_loadu_ps(pool_mask(2 * n), r);
+    __m512 hi = _mm512_maskz_loadu_ps(pool_mask(2 * n - 16), r + 16);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+}
+
+/* v replaces bv where v > bv or v is NaN: the lanes where it does */
+__attribute__((target("avx512f"), always_inline)) static inline __mmask16 pool_beats(__m512 v,
+                                                                                     __m512 bv) {
+    return _mm512_cmp_ps_mask(v, bv, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+
+__attribute__((target("avx512f"))) static void max2x2_forward_row_avx512(float *o, const float *r0,
+                                                                        const float *r1, int ow) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int ox = 0; ox < ow; ox += 16) {
+        int n = ow - ox < 16 ? ow - ox : 16;
+        const float *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
+        __m512 bv = pool_cols(p0, n, ev), v = pool_cols(p0, n, od);
+        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
+        v = pool_cols(p1, n, ev);
+        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
+        v = pool_cols(p1, n, od);
+        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
+        _mm512_mask_storeu_ps(o + ox, pool_mask(n), bv);
+    }
+}
+
+/* The winner k (0..3, the window's order) per lane as above; then each row's
+ * elements 2*ox + (k & 1) of row k >> 1 get g[ox] added (masked: the other
+ * elements are not written). */
+__attribute__((target("avx512f"))) static void
+max2x2_backward_row_avx512(float *d0, float *d1, const float *r0, const float *r1, const float *g,
+                           int ow) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    /* lane j of a row's 16 elements is output j/2 (first half) or 8 + j/2 */
+    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+    const __m512i par = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+    const __m512i par1 = _mm512_add_epi32(par, _mm512_set1_epi32(2));
+    for (int ox = 0; ox < ow; ox += 16) {
+        int n = ow - ox < 16 ? ow - ox : 16;
+        const float *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
+        __m512 bv = pool_cols(p0, n, ev), v = pool_cols(p0, n, od);
+        __m512i k = _mm512_setzero_si512();
+        __mmask16 m = pool_beats(v, bv);
+        bv = _mm512_mask_mov_ps(bv, m, v);
+        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(1));
+        v = pool_cols(p1, n, ev);
+        m = pool_beats(v, bv);
+        bv = _mm512_mask_mov_ps(bv, m, v);
+        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(2));
+        v = pool_cols(p1, n, od);
+        m = pool_beats(v, bv);
+        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(3));
+        __m512 gv = _mm512_maskz_loadu_ps(pool_mask(n), g + ox);
+        for (int h = 0; h < 2; h++) { /* elements 0..15, then 16..31 of both rows */
+            __m512i kk = _mm512_permutexvar_epi32(h ? dup_hi : dup_lo, k);
+            __m512 gg = _mm512_permutexvar_ps(h ? dup_hi : dup_lo, gv);
+            __mmask16 valid = pool_mask(2 * n - 16 * h);
+            float *q0 = d0 + 2 * ox + 16 * h, *q1 = d1 + 2 * ox + 16 * h;
+            __mmask16 w0 = valid & _mm512_cmpeq_epi32_mask(kk, par);
+            __mmask16 w1 = valid & _mm512_cmpeq_epi32_mask(kk, par1);
+            _mm512_mask_storeu_ps(q0, w0, _mm512_add_ps(_mm512_maskz_loadu_ps(w0, q0), gg));
+            _mm512_mask_storeu_ps(q1, w1, _mm512_add_ps(_mm512_maskz_loadu_ps(w1, q1), gg));
+        }
+    }
+}
+
+/* The AVX-512 rows when the CPU has AVX512F, unless SB_CANONICAL_ISA names
+ * another path (scalar, avx2): as for the canonical kernels, the variable
+ * forces samebits' own vector code off AVX-512, so tests reach the portable
+ * rows on any machine. Read per call (a few pool calls per step). */
+static int pool_avx512(void) {
+    static int have = -1; /* racing threads store the same value */
+    int v = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") != 0;
+        __atomic_store_n(&have, v, __ATOMIC_RELAXED);
+    }
+    const char *isa = getenv("SB_CANONICAL_ISA");
+    return v && (!isa || !*isa || strcmp(isa, "avx512") == 0);
+}
+#define POOL_ROW(fn) (pool_avx512() ? fn##_avx512 : fn)
+#else
+#define POOL_ROW(fn) fn
+#endif
+
 void sb_ref_maxpool2d_forward(sb_backend *be, float *out, const float *inp,
                               const sb_pool2d_shape *s) {
     (void)be;
@@ -247,11 +355,11 @@ void sb_ref_maxpool2d_forward(sb_backend *be, float *out, const float *inp,
     const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
     const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
     if (is_max2x2(s)) {
+        void (*row)(float *, const float *, const float *, int) = POOL_ROW(max2x2_forward_row);
         for (size_t p = 0; p < planes; p++)
             for (int oy = 0; oy < OH; oy++) {
                 const float *r0 = inp + p * hw + (size_t)(2 * oy) * (size_t)s->w;
-                max2x2_forward_row(out + (p * (size_t)OH + (size_t)oy) * (size_t)OW, r0,
-                                   r0 + s->w, OW);
+                row(out + (p * (size_t)OH + (size_t)oy) * (size_t)OW, r0, r0 + s->w, OW);
             }
         return;
     }
@@ -273,11 +381,13 @@ void sb_ref_maxpool2d_backward(sb_backend *be, float *dinp, const float *dout, c
     const int OH = sb_pool2d_out_h(s), OW = sb_pool2d_out_w(s);
     const size_t planes = (size_t)s->n * (size_t)s->c, hw = (size_t)s->h * (size_t)s->w;
     if (is_max2x2(s)) { /* disjoint windows: the order of outputs does not matter */
+        void (*row)(float *, float *, const float *, const float *, const float *, int) =
+            POOL_ROW(max2x2_backward_row);
         for (size_t p = 0; p < planes; p++)
             for (int oy = 0; oy < OH; oy++) {
                 size_t r = p * hw + (size_t)(2 * oy) * (size_t)s->w;
-                max2x2_backward_row(dinp + r, dinp + r + s->w, inp + r, inp + r + s->w,
-                                    dout + (p * (size_t)OH + (size_t)oy) * (size_t)OW, OW);
+                row(dinp + r, dinp + r + s->w, inp + r, inp + r + s->w,
+                    dout + (p * (size_t)OH + (size_t)oy) * (size_t)OW, OW);
             }
         return;
     }
