@@ -135,6 +135,25 @@ typedef struct pass {
     const float *src, *src2;
 } pass;
 
+/* d[0..n) = s[0..n) for the short rows of im2col (a library memcpy call
+ * cost more than the copy for the CNN's rows of 28 and 14): two copies of a
+ * fixed size that overlap in the middle, which the compiler turns into
+ * vector moves; a copy, so exact. */
+static void copy_floats(float *restrict d, const float *restrict s, int n) {
+    if (n >= 16) {
+        for (int i = 0; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16 * sizeof *d);
+        memcpy(d + n - 16, s + n - 16, 16 * sizeof *d);
+    } else if (n >= 8) {
+        memcpy(d, s, 8 * sizeof *d);
+        memcpy(d + n - 8, s + n - 8, 8 * sizeof *d);
+    } else if (n >= 4) {
+        memcpy(d, s, 4 * sizeof *d);
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof *d);
+    } else {
+        for (int i = 0; i < n; i++) d[i] = s[i];
+    }
+}
+
 /* col rows (ci, ky, kx) x images: item = row*nn + m fills col[row, m*ohw ..] */
 static void im2col_items(const pass *p, size_t lo, size_t hi) {
     const sb_conv2d_shape *s = p->s;
@@ -161,7 +180,7 @@ static void im2col_items(const pass *p, size_t lo, size_t hi) {
             const float *xrow = x + (size_t)iy * (size_t)s->w;
             if (s->stride_w == 1) {
                 for (int ox = 0; ox < x0; ox++) crow[ox] = 0.0f;
-                memcpy(crow + x0, xrow + x0 + shift, (size_t)(x1 - x0) * sizeof *crow);
+                copy_floats(crow + x0, xrow + x0 + shift, x1 - x0);
                 for (int ox = x1; ox < p->OW; ox++) crow[ox] = 0.0f;
                 continue;
             }
@@ -211,6 +230,7 @@ CONV_CLONES static void row_add(float *restrict acc, const float *restrict x, in
 }
 
 #define COL2IM_ROW_MAX 4096 /* row accumulators on the stack (floats) */
+#define BIAS_CHAINS 64      /* channels whose bias-gradient chains run side by side */
 
 /* dinp[n, ci, iy, ix] += (dcol entries of that element, (ky, kx) increasing,
  * from 0.0f): item = n*cin + ci. With stride 1 along x a row's elements are
@@ -289,6 +309,19 @@ static void pass_worker(void *arg, int w, int nw) {
     case P_OUT: out_items(p, lo, hi); return;
     case P_COL2IM: col2im_items(p, lo, hi); return;
     case P_BIAS_DET: /* per channel: n, then (oy, ox), from 0.0f; then one add */
+        if (hi - lo <= BIAS_CHAINS) {
+            /* the channels' chains side by side (each its own order), so
+             * their additions overlap instead of each waiting on the last */
+            float acc[BIAS_CHAINS];
+            for (size_t co = lo; co < hi; co++) acc[co - lo] = 0.0f;
+            for (int n = 0; n < s->n; n++) {
+                const float *g = p->src + ((size_t)n * (size_t)s->cout + lo) * p->ohw;
+                for (size_t q = 0; q < p->ohw; q++)
+                    for (size_t c = 0; c < hi - lo; c++) acc[c] = acc[c] + g[c * p->ohw + q];
+            }
+            for (size_t co = lo; co < hi; co++) p->dst[co] = p->dst[co] + acc[co - lo];
+            return;
+        }
         for (size_t co = lo; co < hi; co++) {
             float acc = 0.0f;
             for (int n = 0; n < s->n; n++) {
