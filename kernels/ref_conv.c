@@ -269,31 +269,40 @@ __attribute__((target("avx512f"), always_inline)) static inline __mmask16 pool_b
     return _mm512_cmp_ps_mask(v, bv, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
 }
 
-__attribute__((target("avx512f"))) static void max2x2_forward_row_avx512(float *o, const float *r0,
-                                                                        const float *r1, int ow) {
+/* The window's winner per lane: its value (*bv) and its place k (0..3 in
+ * the window's order; each later element that beats the current one takes
+ * over, as in argmax_of). */
+__attribute__((target("avx512f"), always_inline)) static inline __m512i
+pool_winner(const float *p0, const float *p1, int n, __m512 *bv_out) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    __m512 bv = pool_cols(p0, n, ev);
+    __m512i k = _mm512_setzero_si512();
+    for (int j = 1; j < 4; j++) {
+        __m512 v = pool_cols(j < 2 ? p0 : p1, n, j & 1 ? od : ev);
+        __mmask16 m = pool_beats(v, bv);
+        bv = _mm512_mask_mov_ps(bv, m, v);
+        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(j));
+    }
+    *bv_out = bv;
+    return k;
+}
+
+__attribute__((target("avx512f"))) static void max2x2_forward_row_avx512(float *o, const float *r0,
+                                                                        const float *r1, int ow) {
     for (int ox = 0; ox < ow; ox += 16) {
         int n = ow - ox < 16 ? ow - ox : 16;
-        const float *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
-        __m512 bv = pool_cols(p0, n, ev), v = pool_cols(p0, n, od);
-        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
-        v = pool_cols(p1, n, ev);
-        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
-        v = pool_cols(p1, n, od);
-        bv = _mm512_mask_mov_ps(bv, pool_beats(v, bv), v);
+        __m512 bv;
+        (void)pool_winner(r0 + 2 * ox, r1 + 2 * ox, n, &bv);
         _mm512_mask_storeu_ps(o + ox, pool_mask(n), bv);
     }
 }
 
-/* The winner k (0..3, the window's order) per lane as above; then each row's
- * elements 2*ox + (k & 1) of row k >> 1 get g[ox] added (masked: the other
- * elements are not written). */
+/* Each row's elements 2*ox + (k & 1) of row k >> 1 get g[ox] added (masked:
+ * the other elements are not written). */
 __attribute__((target("avx512f"))) static void
 max2x2_backward_row_avx512(float *d0, float *d1, const float *r0, const float *r1, const float *g,
                            int ow) {
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     /* lane j of a row's 16 elements is output j/2 (first half) or 8 + j/2 */
     const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
@@ -301,19 +310,8 @@ max2x2_backward_row_avx512(float *d0, float *d1, const float *r0, const float *r
     const __m512i par1 = _mm512_add_epi32(par, _mm512_set1_epi32(2));
     for (int ox = 0; ox < ow; ox += 16) {
         int n = ow - ox < 16 ? ow - ox : 16;
-        const float *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
-        __m512 bv = pool_cols(p0, n, ev), v = pool_cols(p0, n, od);
-        __m512i k = _mm512_setzero_si512();
-        __mmask16 m = pool_beats(v, bv);
-        bv = _mm512_mask_mov_ps(bv, m, v);
-        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(1));
-        v = pool_cols(p1, n, ev);
-        m = pool_beats(v, bv);
-        bv = _mm512_mask_mov_ps(bv, m, v);
-        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(2));
-        v = pool_cols(p1, n, od);
-        m = pool_beats(v, bv);
-        k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(3));
+        __m512 bv;
+        __m512i k = pool_winner(r0 + 2 * ox, r1 + 2 * ox, n, &bv);
         __m512 gv = _mm512_maskz_loadu_ps(pool_mask(n), g + ox);
         for (int h = 0; h < 2; h++) { /* elements 0..15, then 16..31 of both rows */
             __m512i kk = _mm512_permutexvar_epi32(h ? dup_hi : dup_lo, k);

@@ -496,6 +496,16 @@ static int pool_run(sb_backend *be, const sb_pool2d_shape *s, const float *x, co
     return fails;
 }
 
+/* Element (ky, kx) of output (oy, ox)'s window in plane pl: its index in
+ * the input (*i), or 0 when it falls in the padding. */
+static int window_elem(const sb_pool2d_shape *s, size_t pl, int oy, int ox, int ky, int kx,
+                       size_t *i) {
+    int iy = oy * s->stride_h - s->pad_h + ky, ix = ox * s->stride_w - s->pad_w + kx;
+    if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) return 0;
+    *i = (pl * (size_t)s->h + (size_t)iy) * (size_t)s->w + (size_t)ix;
+    return 1;
+}
+
 /* Both pools on ref against a direct double-precision pooling, forward and
  * backward (gradients prefilled: they add). Max: no rounding anywhere except
  * the backward's additions of at most kh*kw = 9 window terms (overlapping
@@ -531,10 +541,8 @@ static int pools_should_match_a_direct_double_precision_pooling(void) {
                     double sum = 0, sum_abs = 0;
                     for (int ky = 0; ky < s->kh; ky++)
                         for (int kx = 0; kx < s->kw; kx++) {
-                            int iy = oy * s->stride_h - s->pad_h + ky;
-                            int ix = ox * s->stride_w - s->pad_w + kx;
-                            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
-                            size_t i = (pl * s->h + iy) * s->w + ix;
+                            size_t i;
+                            if (!window_elem(s, pl, oy, ox, ky, kx, &i)) continue;
                             if (best == (size_t)-1 || x[i] > x[best]) best = i;
                             sum += x[i], sum_abs += fabs((double)x[i]);
                             ab[i] += g[o] / kk, ab_abs[i] += fabs(g[o] / kk);
@@ -624,10 +632,8 @@ static int maxpool_should_follow_the_window_order_on_ties_nans_and_signed_zeros(
                     size_t o = (pl * OH + oy) * OW + ox, best = (size_t)-1;
                     for (int ky = 0; ky < s->kh; ky++)
                         for (int kx = 0; kx < s->kw; kx++) {
-                            int iy = oy * s->stride_h - s->pad_h + ky;
-                            int ix = ox * s->stride_w - s->pad_w + kx;
-                            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
-                            size_t i = (pl * s->h + iy) * s->w + ix;
+                            size_t i;
+                            if (!window_elem(s, pl, oy, ox, ky, kx, &i)) continue;
                             if (best == (size_t)-1 || x[i] > x[best] || x[i] != x[i]) best = i;
                         }
                     mf[o] = x[best];
