@@ -43,8 +43,8 @@ static int pinned(const char *what, const float *p, size_t n, const char *want) 
 }
 
 typedef struct pins {
-    const char *gemm, *tanh, *gelu, *xent_probs, *xent_loss, *adam_w, *layernorm, *softmax,
-        *attention, *conv, *gru, *gru_saved, *gru_bwd;
+    const char *gemm, *tanh, *gelu, *xent_probs, *xent_loss, *adam_w, *adam_m, *adam_v,
+        *layernorm, *softmax, *attention, *conv, *gru, *gru_saved, *gru_bwd;
 } pins;
 
 static const pins PINS = {
@@ -54,6 +54,8 @@ static const pins PINS = {
     .xent_probs = "e762b777cb0639f19ab891a1e6a3c381",
     .xent_loss = "60e12b8163585619fa61308ad4708033",
     .adam_w = "d0ce79119a3561310f9642c3e14fe613",
+    .adam_m = "ac30f53a4fa6d798383d6312876fa630",
+    .adam_v = "164b416c15fa45527a0726dde262f36b",
     .layernorm = "922f03a0dd958281d0a6235583ab07af",
     .softmax = "9f3ddf5e52e40a817565faa7ea5e2082",
     .attention = "5f3cdfda6951f3be2e92cbac9714b351",
@@ -105,6 +107,10 @@ static int run_all(const char *backend, int threads) {
     float *m = calloc(p, sizeof(float)), *v = calloc(p, sizeof(float));
     for (int t = 1; t <= 3; t++) be->i->adam_update(be, w, m, v, g, p, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
     rc |= pinned("adam weights", w, p, PINS.adam_w);
+    /* and its state: a change in v's last bits rarely reaches w (the
+     * update is far below w's ulp) */
+    rc |= pinned("adam m", m, p, PINS.adam_m);
+    rc |= pinned("adam v", v, p, PINS.adam_v);
 
     /* layer norm 23 x 45 */
     int LR = 23, LC = 45;
