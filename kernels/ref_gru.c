@@ -35,8 +35,10 @@ static float sigmoid(float x, int canonical) {
 }
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-/* canonical rows: the loops vectorize, FMA (the explicit fmaf) on AVX-512 */
-#define GRU_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+/* canonical rows: the loops vectorize, with the explicit fmaf one FMA
+ * instruction on AVX-512 and on x86-64-v3 (AVX2 with FMA: an "avx2" clone
+ * alone has no FMA and called libm's fmaf per element) */
+#define GRU_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "avx512f")))
 #else
 #define GRU_CLONES
 #endif
