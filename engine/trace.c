@@ -94,6 +94,7 @@ sb_hash128 sb_xxh3_128_avx2(const void *data, size_t n);   /* xxh_avx2.c */
 sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx);
 sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx);
 sb_hash128 sb_xxh3_chunk_avx512(const void *p, size_t n, double *sumsq, float *maxabs);
+sb_hash128 sb_xxh3_chunk_avx2(const void *p, size_t n, double *sumsq, float *maxabs);
 #define SB_XXH_SIMD 1
 #endif
 
@@ -195,7 +196,7 @@ static hash_impl pick_impl(void) {
     }
 #ifdef SB_XXH_SIMD
     if (v == 2) return (hash_impl){sb_xxh3_128_avx512, sb_xxh3_digest_avx512, sb_xxh3_chunk_avx512};
-    if (v == 1) return (hash_impl){sb_xxh3_128_avx2, sb_xxh3_digest_avx2, NULL};
+    if (v == 1) return (hash_impl){sb_xxh3_128_avx2, sb_xxh3_digest_avx2, sb_xxh3_chunk_avx2};
 #endif
     return (hash_impl){xxh3_generic, digest_generic, NULL};
 }

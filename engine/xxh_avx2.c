@@ -29,6 +29,23 @@ sb_hash128 sb_xxh3_128_avx2(const void *data, size_t n) {
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
 
+/* A block's 64 float lane sums s into acc, in double, when all are finite
+ * (returns 1); else nothing (returns 0: the caller re-sums the block in
+ * double): sb_stats_block_finish in vectors. s - s is 0 exactly when s is
+ * finite. */
+static int block_to_double(double acc[SB_STAT_LANES], const float *s) {
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int k = 0; k < SB_STAT_LANES; k += 8) {
+        __m256 v = _mm256_loadu_ps(s + k);
+        ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_EQ_OQ));
+    }
+    if (_mm256_movemask_ps(ok) != 0xFF) return 0;
+    for (int k = 0; k < SB_STAT_LANES; k += 4)
+        _mm256_storeu_pd(acc + k, _mm256_add_pd(_mm256_loadu_pd(acc + k),
+                                                _mm256_cvtps_pd(_mm_loadu_ps(s + k))));
+    return 1;
+}
+
 /* The n floats of one chunk into the lanes, block by block (trace.c's
  * order): eight 8-float accumulators are the 64 float lanes of a block,
  * element i of the block in lane i mod 64; the block's tail (shorter than
@@ -60,7 +77,7 @@ static void lanes_feed(double acc[SB_STAT_LANES], float mx[SB_STAT_LANES], const
             s[k] = fmaf(v, v, s[k]);
             mx[16] = av > mx[16] ? av : mx[16];
         }
-        sb_stats_block_finish(acc, s, xb, len);
+        if (!block_to_double(acc, s)) sb_stats_block_double(acc, xb, len);
     }
     _mm256_storeu_ps(mx, m0);
     _mm256_storeu_ps(mx + 8, m1);
@@ -75,6 +92,30 @@ sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx) 
     XXH128_hash_t h = XXH3_128bits(p, n);
     if (acc) lanes_feed(acc, mx, p, n / sizeof(float));
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
+}
+/* One float chunk whole, as sb_xxh3_chunk_avx512: the lanes start at 0 and
+ * end in trace.c's tree (half = 32, 16, ..., 1: lane k += lane k + half),
+ * here four doubles to a vector, lane by lane the same additions. The max
+ * lanes hold no NaN (vmaxps keeps m when x is NaN), so their reduction order
+ * does not matter. */
+sb_hash128 sb_xxh3_chunk_avx2(const void *p, size_t n, double *sumsq, float *maxabs) {
+    double acc[SB_STAT_LANES] __attribute__((aligned(32)));
+    float mx[SB_STAT_LANES] __attribute__((aligned(32)));
+    for (int k = 0; k < SB_STAT_LANES; k += 4) _mm256_store_pd(acc + k, _mm256_setzero_pd());
+    for (int k = 0; k < SB_STAT_LANES; k += 8) _mm256_store_ps(mx + k, _mm256_setzero_ps());
+    sb_hash128 h = sb_xxh3_digest_avx2(p, n, acc, mx);
+    __m256d d[16];
+    for (int k = 0; k < 16; k++) d[k] = _mm256_load_pd(acc + 4 * k);
+    for (int half = 8; half >= 1; half /= 2) /* lanes 4k.. += lanes 4(k + half).. */
+        for (int k = 0; k < half; k++) d[k] = _mm256_add_pd(d[k], d[k + half]);
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(d[0]), _mm256_extractf128_pd(d[0], 1));
+    *sumsq = _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+    __m256 m = _mm256_max_ps(_mm256_load_ps(mx), _mm256_load_ps(mx + 8));
+    for (int k = 16; k < SB_STAT_LANES; k += 8) m = _mm256_max_ps(_mm256_load_ps(mx + k), m);
+    __m128 r = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    r = _mm_max_ps(_mm_movehl_ps(r, r), r);
+    *maxabs = _mm_cvtss_f32(_mm_max_ss(_mm_shuffle_ps(r, r, 1), r));
+    return h;
 }
 #else
 typedef int sb_xxh_avx2_unused; /* ISO C wants at least one declaration */

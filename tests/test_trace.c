@@ -490,14 +490,27 @@ static int tensor_hash_and_stats_should_match_pinned_known_answers(void) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx);
 sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx);
+sb_hash128 sb_xxh3_chunk_avx512(const void *p, size_t n, double *sumsq, float *maxabs);
+sb_hash128 sb_xxh3_chunk_avx2(const void *p, size_t n, double *sumsq, float *maxabs);
 #endif
+
+/* trace.c's lane tree over 64 lanes: half = 32, 16, ..., 1, lane k += lane k + half */
+static double lane_tree(const double lanes[64]) {
+    double a[64];
+    memcpy(a, lanes, sizeof a);
+    for (int half = 32; half >= 1; half /= 2)
+        for (int k = 0; k < half; k++) a[k] = a[k] + a[k + half];
+    return a[0];
+}
 
 static int vector_digests_should_equal_the_plain_c_lanes(void) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     struct {
         const char *name;
         sb_hash128 (*fn)(const void *, size_t, double *, float *);
-    } paths[] = {{"avx2", sb_xxh3_digest_avx2}, {"avx512", sb_xxh3_digest_avx512}};
+        sb_hash128 (*chunk)(const void *, size_t, double *, float *);
+    } paths[] = {{"avx2", sb_xxh3_digest_avx2, sb_xxh3_chunk_avx2},
+                 {"avx512", sb_xxh3_digest_avx512, sb_xxh3_chunk_avx512}};
     size_t per = CH / sizeof(float);
     float *x = malloc(per * sizeof *x);
     fill_floats(x, per, 3);
@@ -533,6 +546,29 @@ static int vector_digests_should_equal_the_plain_c_lanes(void) {
                   variant ? " (overflow, inf)" : "");
             CHECK(sb_hash_equal(paths[p].fn(x, n * sizeof(float), NULL, NULL), h),
                   "%s n=%zu: hash without stats", paths[p].name, n);
+            /* the whole chunk: lanes from 0, then the tree */
+            double cs, want = lane_tree(racc);
+            float cm;
+            CHECK(sb_hash_equal(paths[p].chunk(x, n * sizeof(float), &cs, &cm), h) &&
+                      !memcmp(&cs, &want, sizeof cs) && cm == rmax,
+                  "%s n=%zu%s: chunk sum %a (tree %a), max %a (%a)", paths[p].name, n,
+                  variant ? " (overflow, inf)" : "", cs, want, cm, rmax);
+        }
+        /* lane values for which every other pairing of the tree gives
+         * another sum (see stats_should_sum_float_lanes_per_block...) */
+        static const int pairs[][2] = {{16, 48}, {8, 24}, {4, 12}, {2, 6}, {1, 3}, {32, 33}};
+        for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++) {
+            float t[64] = {0};
+            t[0] = 0x1p26f;
+            t[pairs[pi][0]] = 0.75f;
+            t[pairs[pi][1]] = -0.75f;
+            double lanes[64], cs;
+            float cm;
+            ref_chunk_lanes(t, 64, lanes);
+            double want = lane_tree(lanes);
+            paths[p].chunk(t, sizeof t, &cs, &cm);
+            CHECK(cs == want && cm == 0x1p26f, "%s lane tree, lanes %d and %d: %a, documented %a",
+                  paths[p].name, pairs[pi][0], pairs[pi][1], cs, want);
         }
     }
     free(x);
