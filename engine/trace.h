@@ -105,6 +105,21 @@ sb_hash128 sb_hash_tensor(const void *data, size_t n);
 #define SB_STAT_LANES 64
 #define SB_STAT_BLOCK 2048
 void sb_stats_block_double(double *acc, const float *x, size_t n);
+/* A vector path's whole-chunk digest (trace.c's digest_chunk for a float
+ * chunk): the lanes zeroed, the chunk digested into them, the lanes reduced
+ * by the documented tree, in one function so the three inline into each
+ * other (xxh_avx2.c and xxh_avx512.c instantiate it with their own steps;
+ * trace.c's scalar loops for the first and the last cost more than the
+ * hash on tensors of a few KiB). */
+#define SB_CHUNK_DIGEST(name, align, zero, digest, tree)                                        \
+    sb_hash128 name(const void *p, size_t n, double *sumsq, float *maxabs) {                    \
+        double acc[SB_STAT_LANES] __attribute__((aligned(align)));                              \
+        float mx[SB_STAT_LANES] __attribute__((aligned(align)));                                \
+        zero(acc, mx);                                                                          \
+        sb_hash128 h = digest(p, n, acc, mx);                                                   \
+        tree(acc, mx, sumsq, maxabs);                                                           \
+        return h;                                                                               \
+    }
 void sb_stats_block_finish(double *acc, const float *s, const float *x, size_t n);
 /* Combines hashes in order (for ops with several inputs or outputs):
  * XXH3-128 of the concatenated hashes, each as 16 bytes: lo then hi, each

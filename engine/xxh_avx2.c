@@ -93,17 +93,11 @@ sb_hash128 sb_xxh3_digest_avx2(const void *p, size_t n, double *acc, float *mx) 
     if (acc) lanes_feed(acc, mx, p, n / sizeof(float));
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
-/* One float chunk whole, as sb_xxh3_chunk_avx512: the lanes start at 0 and
- * end in trace.c's tree (half = 32, 16, ..., 1: lane k += lane k + half),
- * here four doubles to a vector, lane by lane the same additions. The max
- * lanes hold no NaN (vmaxps keeps m when x is NaN), so their reduction order
- * does not matter. */
-sb_hash128 sb_xxh3_chunk_avx2(const void *p, size_t n, double *sumsq, float *maxabs) {
-    double acc[SB_STAT_LANES] __attribute__((aligned(32)));
-    float mx[SB_STAT_LANES] __attribute__((aligned(32)));
-    for (int k = 0; k < SB_STAT_LANES; k += 4) _mm256_store_pd(acc + k, _mm256_setzero_pd());
-    for (int k = 0; k < SB_STAT_LANES; k += 8) _mm256_store_ps(mx + k, _mm256_setzero_ps());
-    sb_hash128 h = sb_xxh3_digest_avx2(p, n, acc, mx);
+/* trace.c's lane tree (half = 32, 16, ..., 1: lane k += lane k + half), four
+ * doubles to a vector, lane by lane the same additions. The max lanes hold
+ * no NaN (vmaxps keeps m when x is NaN), so their reduction order does not
+ * matter. */
+static void lanes_tree(const double *acc, const float *mx, double *sumsq, float *maxabs) {
     __m256d d[16];
     for (int k = 0; k < 16; k++) d[k] = _mm256_load_pd(acc + 4 * k);
     for (int half = 8; half >= 1; half /= 2) /* lanes 4k.. += lanes 4(k + half).. */
@@ -115,8 +109,14 @@ sb_hash128 sb_xxh3_chunk_avx2(const void *p, size_t n, double *sumsq, float *max
     __m128 r = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
     r = _mm_max_ps(_mm_movehl_ps(r, r), r);
     *maxabs = _mm_cvtss_f32(_mm_max_ss(_mm_shuffle_ps(r, r, 1), r));
-    return h;
 }
+
+static void lanes_zero(double *acc, float *mx) {
+    for (int k = 0; k < SB_STAT_LANES; k += 4) _mm256_store_pd(acc + k, _mm256_setzero_pd());
+    for (int k = 0; k < SB_STAT_LANES; k += 8) _mm256_store_ps(mx + k, _mm256_setzero_ps());
+}
+
+SB_CHUNK_DIGEST(sb_xxh3_chunk_avx2, 32, lanes_zero, sb_xxh3_digest_avx2, lanes_tree)
 #else
 typedef int sb_xxh_avx2_unused; /* ISO C wants at least one declaration */
 #endif

@@ -199,19 +199,12 @@ static void lanes_tree(const double *acc, const float *mx, double *sumsq, float 
     *maxabs = _mm_cvtss_f32(_mm_max_ss(_mm_shuffle_ps(r2, r2, 1), r2));
 }
 
-/* One float chunk whole (trace.c's digest_chunk for float tensors): the
- * lanes start at 0 and end in the tree, both in vectors here instead of
- * trace.c's scalar loops (which cost more than the hash on tensors of a few
- * KiB: 5.8% of a traced smoke step). */
-sb_hash128 sb_xxh3_chunk_avx512(const void *p, size_t n, double *sumsq, float *maxabs) {
-    double acc[SB_STAT_LANES] __attribute__((aligned(64)));
-    float mx[SB_STAT_LANES] __attribute__((aligned(64)));
+static void lanes_zero(double *acc, float *mx) {
     for (int k = 0; k < SB_STAT_LANES; k += 8) _mm512_store_pd(acc + k, _mm512_setzero_pd());
     for (int k = 0; k < SB_STAT_LANES; k += 16) _mm512_store_ps(mx + k, _mm512_setzero_ps());
-    sb_hash128 h = sb_xxh3_digest_avx512(p, n, acc, mx);
-    lanes_tree(acc, mx, sumsq, maxabs);
-    return h;
 }
+
+SB_CHUNK_DIGEST(sb_xxh3_chunk_avx512, 64, lanes_zero, sb_xxh3_digest_avx512, lanes_tree)
 #else
 typedef int sb_xxh_avx512_unused; /* ISO C wants at least one declaration */
 #endif
