@@ -41,6 +41,7 @@
 #include "blas_internal.h"
 #include "canonical.h"
 #include "gru_internal.h"
+#include "sb_clones.h"
 #include "threadpool.h"
 
 #include <stdlib.h>
@@ -177,11 +178,6 @@ typedef struct ew_job {
     int t;
 } ew_job;
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define CANON_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define CANON_CLONES
-#endif
 
 /* out[c] = out[c] + sb_canon_sum(x + c, rows, ld) for c in [c0, c1), with
  * LANES columns at a time, one column per lane: within a block of
@@ -194,7 +190,7 @@ typedef struct ew_job {
  * sb_canon_sum itself walks one column with a stride: a chain of dependent
  * adds, one cache line per element. */
 #define LANES 32
-CANON_CLONES
+SB_CLONES
 static void column_sums_add(float *restrict out, const float *restrict x, size_t rows, size_t ld,
                             size_t c0, size_t c1) {
     float tv[64][LANES], s[LANES];

@@ -49,6 +49,7 @@
 #include "blas_internal.h"
 #include "canonical.h"
 #include "conv_internal.h"
+#include "sb_clones.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -217,15 +218,9 @@ static void out_items(const pass *p, size_t lo, size_t hi) {
     }
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
-#define CONV_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define CONV_CLONES
-#endif
-
 /* acc[i] = acc[i] + x[i], i < n: one rounded addition per element, in every
  * clone (vector lanes are elements). */
-CONV_CLONES static void row_add(float *restrict acc, const float *restrict x, int n) {
+SB_CLONES static void row_add(float *restrict acc, const float *restrict x, int n) {
     for (int i = 0; i < n; i++) acc[i] = acc[i] + x[i];
 }
 

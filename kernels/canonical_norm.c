@@ -14,23 +14,18 @@
  */
 #include "canonical.h"
 #include "norm_internal.h"
+#include "sb_clones.h"
 
 #include <math.h>
 #include <stddef.h>
 
-/* Clones for CPUs with FMA: fmaf is then one instruction instead of a libm
- * call (the baseline x86-64 build has no FMA; the call cost 9% of the tiny
- * transformer's canonical step). fmaf is correctly rounded either way, and
- * -ffp-contract=off fuses nothing else, so every clone gives the same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
-#define NORM_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "avx512f")))
-#else
-#define NORM_CLONES
-#endif
+/* SB_FMA_CLONES (sb_clones.h): with FMA in the target fmaf is one
+ * instruction instead of a libm call (the call cost 9% of the tiny
+ * transformer's canonical step); the same bits either way. */
 
 /* Per row: m = canon_sum(x) / C; d_i = x_i - m; v = canon_dot(d, d) / C;
  * rstd = 1.0f / sqrtf(v + eps); out_i = fmaf(d_i * rstd, w_i, b_i). */
-NORM_CLONES
+SB_FMA_CLONES
 void sb_canon_ref_layernorm_forward(sb_backend *be, float *out, float *mean, float *rstd,
                                     const float *inp, const float *weight, const float *bias,
                                     int R, int C, float eps) {
@@ -57,7 +52,7 @@ void sb_canon_ref_layernorm_forward(sb_backend *be, float *out, float *mean, flo
 /* Columns [j0, j1): dweight[j] = dweight[j] + canon_dot over r = 0..R-1 of
  * (dout[r,j], xhat[r,j]) with xhat = (x - mean[r]) * rstd[r];
  * dbias[j] = dbias[j] + canon_sum over r of dout[r,j]. */
-NORM_CLONES
+SB_FMA_CLONES
 void sb_canon_layernorm_param_cols(float *dweight, float *dbias, const float *dout,
                                    const float *inp, const float *mean, const float *rstd, int R,
                                    int C, int j0, int j1) {
@@ -78,7 +73,7 @@ void sb_canon_layernorm_param_cols(float *dweight, float *dbias, const float *do
 /* dinp, per row: g_i = dout_i * w_i; xhat_i = (x_i - m) * rstd;
  * a = canon_sum(g) / C; b = canon_dot(g, xhat) / C;
  * dinp_i = dinp_i + fmaf(-xhat_i, b, g_i - a) * rstd. */
-NORM_CLONES
+SB_FMA_CLONES
 void sb_canon_ref_layernorm_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *inp, const float *weight,
                                      const float *mean, const float *rstd, int R, int C) {

@@ -15,6 +15,7 @@
  * the fast version of the same order is canonical_gemm.c.
  */
 #include "canonical.h"
+#include "sb_clones.h"
 
 #include <stdint.h>
 
@@ -190,15 +191,10 @@ float sb_canon_xent_row(float *probs, const float *logits, int32_t label, int C)
 /* ref.c's Adam formula (PyTorch's order of operations) with one change: the
  * bias corrections use sb_canon_powi instead of libm pow, so the scalars are
  * the same on any IEEE machine. sqrt and sqrtf are correctly rounded.
- * Vector clones of the loop (GCC picks one by CPU at load time): each lane
- * evaluates the scalar expression, every add, multiply, divide and square
- * root correctly rounded in SSE, AVX2 and AVX-512 alike and nothing fused
- * (-ffp-contract=off), so every clone gives the scalar bits (as ref.c's
- * SB_CLONES loops); the baseline build alone ran it 4 lanes wide, a quarter
- * of the 784 MLP's canonical Adam step. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
-__attribute__((target_clones("default", "avx2", "avx512f")))
-#endif
+ * The loop has vector clones (SB_CLONES, the scalar bits): the baseline
+ * build alone ran it 4 lanes wide, a quarter of the 784 MLP's canonical
+ * Adam step. */
+SB_CLONES
 void sb_canon_adam(float *w, float *m, float *v, const float *g, size_t n, float lr, float beta1,
                    float beta2, float eps, float weight_decay, int t) {
     SB_ASSERT(t >= 1);

@@ -40,17 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Vector clones of the elementwise loops (GCC picks one at load time by CPU).
- * Each vector lane evaluates exactly the scalar expression written below —
- * every add, multiply, divide and square root is correctly rounded in SSE,
- * AVX2 and AVX-512 alike, and -ffp-contract=off forbids fusing — so every
- * clone gives the same bits as the plain scalar loop; only the speed differs.
- * Loops that call libm (tanhf, expf) stay scalar calls in every clone. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
-#define SB_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define SB_CLONES
-#endif
+/* The elementwise loops carry SB_CLONES (sb_clones.h): vector clones that
+ * give the plain scalar loop's bits. */
+#include "sb_clones.h"
 
 /* ====================================================================== */
 /* memory: plain host memory (also the blas backends' memory entries:     */

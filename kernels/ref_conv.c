@@ -12,11 +12,11 @@
  * (canonical_conv.c, which uses fmaf). Shapes and the meaning of each op are
  * in kernels.h.
  */
+#include "canonical.h"
 #include "conv_internal.h"
+#include "sb_clones.h"
 
 #include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
 
 void sb_conv2d_check(const sb_conv2d_shape *s) {
     SB_ASSERT(s->n >= 0 && s->cin >= 1 && s->h >= 1 && s->w >= 1);
@@ -192,22 +192,17 @@ static size_t argmax_of(const float *x, int w, window wd) {
 /* 2 x 2 windows with stride 2 and no padding (the CNN's pools): windows are
  * whole and disjoint, and argmax_of's comparisons — the first element, then
  * each later one in (ky, kx) order that is greater or NaN — are written out
- * for one row of outputs, as selects the compiler can vectorize (clones per
- * ISA, like ref.c's SB_CLONES: comparisons and selects only, so every clone
- * gives the same bits). Measured: the CNN's pools took 40% of its canonical
- * step through the generic loops. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(SB_NO_CLONES)
-#define POOL_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define POOL_CLONES
-#endif
+ * for one row of outputs, as selects the compiler can vectorize (SB_CLONES:
+ * comparisons and selects only, so every clone gives the same bits).
+ * Measured: the CNN's pools took 40% of its canonical step through the
+ * generic loops. */
 
 static int is_max2x2(const sb_pool2d_shape *s) {
     return s->kh == 2 && s->kw == 2 && s->stride_h == 2 && s->stride_w == 2 && s->pad_h == 0 &&
            s->pad_w == 0;
 }
 
-POOL_CLONES static void max2x2_forward_row(float *restrict o, const float *restrict r0,
+SB_CLONES static void max2x2_forward_row(float *restrict o, const float *restrict r0,
                                            const float *restrict r1, int ow) {
     for (int ox = 0; ox < ow; ox++) {
         float bv = r0[2 * ox], v = r0[2 * ox + 1];
@@ -222,7 +217,7 @@ POOL_CLONES static void max2x2_forward_row(float *restrict o, const float *restr
 
 /* The winner's gradient element gets one addition; the others are left as
  * they are (not + 0.0f, which would turn -0.0f into +0.0f). */
-POOL_CLONES static void max2x2_backward_row(float *restrict d0, float *restrict d1,
+SB_CLONES static void max2x2_backward_row(float *restrict d0, float *restrict d1,
                                             const float *restrict r0, const float *restrict r1,
                                             const float *restrict g, int ow) {
     for (int ox = 0; ox < ow; ox++) {
@@ -326,20 +321,14 @@ max2x2_backward_row_avx512(float *d0, float *d1, const float *r0, const float *r
     }
 }
 
-/* The AVX-512 rows when the CPU has AVX512F, unless SB_CANONICAL_ISA names
- * another path (scalar, avx2): as for the canonical kernels, the variable
- * forces samebits' own vector code off AVX-512, so tests reach the portable
- * rows on any machine. Read per call (a few pool calls per step). */
+/* The AVX-512 rows when the canonical kernels' path is AVX-512: the best
+ * the CPU has, unless SB_CANONICAL_ISA names another (scalar, avx2), so
+ * tests reach the portable rows on any machine. Read per call (a few pool
+ * calls per step), so a test can switch it between calls. */
 static int pool_avx512(void) {
-    static int have = -1; /* racing threads store the same value */
-    int v = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") != 0;
-        __atomic_store_n(&have, v, __ATOMIC_RELAXED);
-    }
-    const char *isa = getenv("SB_CANONICAL_ISA");
-    return v && (!isa || !*isa || strcmp(isa, "avx512") == 0);
+    sb_canon_isa isa;
+    if (sb_canon_isa_from_env(&isa, NULL) != SB_OK) isa = sb_canon_isa_best();
+    return isa == SB_CANON_ISA_AVX512;
 }
 #define POOL_ROW(fn) (pool_avx512() ? fn##_avx512 : fn)
 #else

@@ -17,6 +17,7 @@
  */
 #include "canonical.h"
 #include "gru_internal.h"
+#include "sb_clones.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -34,14 +35,9 @@ static float sigmoid(float x, int canonical) {
     return e / (1.0f + e);
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 /* canonical rows: the loops vectorize, with the explicit fmaf one FMA
- * instruction on AVX-512 and on x86-64-v3 (AVX2 with FMA: an "avx2" clone
- * alone has no FMA and called libm's fmaf per element) */
-#define GRU_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "avx512f")))
-#else
-#define GRU_CLONES
-#endif
+ * instruction (SB_FMA_CLONES: an "avx2" clone alone has no FMA and called
+ * libm's fmaf per element) */
 #define GRU_CHUNK 128
 
 /* One row of the canonical forward, GRU_CHUNK columns at a time: the gates'
@@ -49,7 +45,7 @@ static float sigmoid(float x, int canonical) {
  * sb_canon_expf / sb_canon_tanhf (the scalar function's bits on any path),
  * the rest elementwise. Per element exactly sigmoid(·, 1), sb_canon_tanhf and
  * the fmaf steps of the scalar loop below. */
-GRU_CLONES
+SB_FMA_CLONES
 static void gru_forward_row_canon(float *ho, float *sr, float *sz,
                                   float *sn, float *sc, const float *a,
                                   const float *c, const float *hp, size_t uH) {
@@ -116,7 +112,7 @@ void sb_ref_gru_forward(sb_backend *be, float *h, float *saved, const float *gi,
 
 /* One row of the canonical backward: the scalar loop's canonical steps,
  * vectorizable (no transcendental, no branch per element). */
-GRU_CLONES
+SB_FMA_CLONES
 static void gru_backward_row_canon(float *di, float *dc, float *dp,
                                    const float *sr, const float *hp, const float *g, size_t uH) {
     const float *sz = sr + uH, *sn = sz + uH, *sc = sn + uH;
