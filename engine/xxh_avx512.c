@@ -32,9 +32,9 @@ sb_hash128 sb_xxh3_128_avx512(const void *data, size_t n) {
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
 
-/* A whole block's four lane-sum vectors into acc, in double, when all are
- * finite (returns 1); else nothing (returns 0: the caller re-sums the block
- * in double through sb_stats_block_finish). */
+/* A block's four lane-sum vectors into acc, in double, when all are finite
+ * (returns 1); else nothing (returns 0: the caller re-sums the block in
+ * double, sb_stats_block_double): sb_stats_block_finish in vectors. */
 __attribute__((always_inline)) static inline int block_to_double(double acc[SB_STAT_LANES],
                                                                  __m512 s0, __m512 s1, __m512 s2,
                                                                  __m512 s3) {
@@ -77,13 +77,12 @@ static void lanes_feed(double acc[SB_STAT_LANES], float mx[SB_STAT_LANES], const
             m2 = _mm512_max_ps(_mm512_abs_ps(v2), m2);
             m3 = _mm512_max_ps(_mm512_abs_ps(v3), m3);
         }
-        if (i == len && block_to_double(acc, s0, s1, s2, s3)) continue;
-        float s[SB_STAT_LANES];
-        _mm512_storeu_ps(s, s0);
-        _mm512_storeu_ps(s + 16, s1);
-        _mm512_storeu_ps(s + 32, s2);
-        _mm512_storeu_ps(s + 48, s3);
         if (i < len) { /* the tail: only at a tensor's end */
+            float s[SB_STAT_LANES];
+            _mm512_storeu_ps(s, s0);
+            _mm512_storeu_ps(s + 16, s1);
+            _mm512_storeu_ps(s + 32, s2);
+            _mm512_storeu_ps(s + 48, s3);
             _mm512_storeu_ps(mx, m0);
             _mm512_storeu_ps(mx + 16, m1);
             _mm512_storeu_ps(mx + 32, m2);
@@ -93,16 +92,12 @@ static void lanes_feed(double acc[SB_STAT_LANES], float mx[SB_STAT_LANES], const
                 s[k] = fmaf(v, v, s[k]);
                 mx[k] = a > mx[k] ? a : mx[k];
             }
+            s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16);
+            s2 = _mm512_loadu_ps(s + 32), s3 = _mm512_loadu_ps(s + 48);
             m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16);
             m2 = _mm512_loadu_ps(mx + 32), m3 = _mm512_loadu_ps(mx + 48);
-            /* sb_stats_block_finish in vectors (its scalar loops cost more
-             * than the rest on a small tensor) */
-            if (!block_to_double(acc, _mm512_loadu_ps(s), _mm512_loadu_ps(s + 16),
-                                 _mm512_loadu_ps(s + 32), _mm512_loadu_ps(s + 48)))
-                sb_stats_block_double(acc, xb, len);
-            continue;
         }
-        sb_stats_block_finish(acc, s, xb, len);
+        if (!block_to_double(acc, s0, s1, s2, s3)) sb_stats_block_double(acc, xb, len);
     }
     _mm512_storeu_ps(mx, m0);
     _mm512_storeu_ps(mx + 16, m1);
@@ -110,12 +105,6 @@ static void lanes_feed(double acc[SB_STAT_LANES], float mx[SB_STAT_LANES], const
     _mm512_storeu_ps(mx + 48, m3);
 }
 
-/* XXH3-128 of the n bytes at p (a chunk: at most SB_HASH_CHUNK); when acc is
- * non-NULL, the n/4 floats are also fed into the lanes (acc, mx: 64 each,
- * added to): a whole chunk in the same pass (digest_chunk_fused), a shorter
- * one (a tensor's last) in a second pass. One call per chunk is faster than hashing it
- * block by block through XXH3's streaming state with the stats in between
- * (measured on 64 KiB: 4.1 us against 4.9; the chunk is read back from L2). */
 /* A whole chunk (SB_HASH_CHUNK bytes) in ONE pass: each 64-byte stripe is
  * loaded once, goes through XXH3's accumulate step and, as 16 floats, into
  * the stats lanes; the hash is XXH3_128bits's (its long-input loop with the
@@ -157,10 +146,8 @@ static sb_hash128 digest_chunk_fused(const void *p, double *acc, float *mx) {
             }
             if (!last) XXH3_scrambleAcc_avx512(xacc, sec + 192 - 64);
         }
-        if (block_to_double(acc, sq[0], sq[1], sq[2], sq[3])) continue;
-        float s[SB_STAT_LANES];
-        for (int j = 0; j < 4; j++) _mm512_storeu_ps(s + 16 * j, sq[j]);
-        sb_stats_block_finish(acc, s, x + (size_t)b * 256, SB_STAT_BLOCK);
+        if (!block_to_double(acc, sq[0], sq[1], sq[2], sq[3]))
+            sb_stats_block_double(acc, x + (size_t)b * 256, SB_STAT_BLOCK);
     }
     for (int j = 0; j < 4; j++) _mm512_storeu_ps(mx + 16 * j, m[j]);
     xxh_u64 lo = XXH3_mergeAccs(xacc, sec + 11, (xxh_u64)SB_HASH_CHUNK * XXH_PRIME64_1);
@@ -168,12 +155,17 @@ static sb_hash128 digest_chunk_fused(const void *p, double *acc, float *mx) {
     return (sb_hash128){.lo = lo, .hi = hi};
 }
 
+/* XXH3-128 of the n bytes at p (a chunk: at most SB_HASH_CHUNK); when acc is
+ * non-NULL, the n/4 floats are also fed into the lanes (acc, mx: 64 each,
+ * added to): a whole chunk in the same pass (digest_chunk_fused), a shorter
+ * one (a tensor's last) in a second pass. */
 sb_hash128 sb_xxh3_digest_avx512(const void *p, size_t n, double *acc, float *mx) {
     if (acc && n == SB_HASH_CHUNK) return digest_chunk_fused(p, acc, mx);
     XXH128_hash_t h = XXH3_128bits(p, n);
     if (acc) lanes_feed(acc, mx, p, n / sizeof(float));
     return (sb_hash128){.lo = h.low64, .hi = h.high64};
 }
+
 /* trace.c's lane tree (half = 32, 16, ..., 1: lane k += lane k + half, and
  * lane k = lane k + half if that is larger) in vectors: each lane sees the
  * same operations on the same operands, so the same bits. */
