@@ -151,26 +151,55 @@ void sb_canon_tanhf_n(sb_canon_isa isa, float *y, const float *x, size_t n);
 void sb_canon_expf_n(sb_canon_isa isa, float *y, const float *x, size_t n);
 sb_canon_isa sb_canon_math_isa(void);
 
-/* A micro-kernel: the MR x NR tile W[r*ldw + c] (r < MR, c < NR) continues
- * its accumulators over kc more steps: for k in 0..kc-1, for every (r, c):
- *     acc[r][c] = fmaf(ap[k*MR + r], bp[k*NR + c], acc[r][c])
- * starting from +0.0f when first, else from W. Each (r, c) is its own lane
- * or register: nothing is ever added across k-chains. */
+/* The GEMM's k-block (docs/canonical.md §2): each element's k range is cut
+ * into blocks of SB_CANON_KB steps, each one fmaf chain from +0.0f, and the
+ * block sums are added in increasing k (acc = p0; acc = acc + p1; ...).
+ * Every GEMM path's cache block over k is exactly this block. */
+#define SB_CANON_KB 256
+
+/* The same chain fed one step at a time, for loops whose k is a nest of
+ * indices (the convolution oracle, canonical_conv.c): p = fmaf(a, b, p) per
+ * step; every SB_CANON_KB steps the block sum joins acc and p restarts at
+ * +0.0f. sb_canon_chain_end gives the chain's acc (+0.0f after no step). */
+typedef struct sb_canon_chain {
+    float acc, p;
+    int n;
+} sb_canon_chain;
+#define SB_CANON_CHAIN_INIT {0.0f, 0.0f, 0}
+static inline void sb_canon_chain_step(sb_canon_chain *c, float a, float b) {
+    c->p = fmaf(a, b, c->p);
+    if (++c->n % SB_CANON_KB == 0) {
+        c->acc = c->n == SB_CANON_KB ? c->p : c->acc + c->p;
+        c->p = 0.0f;
+    }
+}
+static inline float sb_canon_chain_end(const sb_canon_chain *c) {
+    if (c->n % SB_CANON_KB == 0) return c->acc;
+    return c->n < SB_CANON_KB ? c->p : c->acc + c->p;
+}
+
+/* A micro-kernel: one k-block of the MR x NR tile W[r*ldw + c] (r < MR,
+ * c < NR): for k in 0..kc-1, for every (r, c):
+ *     p[r][c] = fmaf(ap[k*MR + r], bp[k*NR + c], p[r][c])
+ * from +0.0f; then W = p when first, else W = W + p (the block sum added to
+ * the blocks before it). Each (r, c) is its own lane or register: nothing is
+ * ever added across k-chains. */
 typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, float *w,
                                     size_t ldw, int first);
 
-/* The general call: a panel of mr rows and nc columns of W (any nc; the
- * kernel walks it in tiles of NR columns; mr <= MR, or <= MR_NARROW when
- * nc <= 16), its operands anywhere:
- *     acc[r][c] = fmaf(a[k*a_k + r*a_r], b(k, c), acc[r][c]),
+/* The general call: one k-block (kc <= SB_CANON_KB) of a panel of mr rows
+ * and nc columns of W (any nc; the kernel walks it in tiles of NR columns;
+ * mr <= MR, or <= MR_NARROW when nc <= 16), its operands anywhere:
+ *     p[r][c] = fmaf(a[k*a_k + r*a_r], b(k, c), p[r][c]),
  *     b(k, c) = b[(c/NR)*b_j + k*b_k + c%NR]
- * for k in 0..kc-1. A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B),
+ * for k in 0..kc-1 from +0.0f; then acc = p when first, else acc = W + p. A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B),
  * in the transposed orientation) read in place has its own strides. Packed
  * B panels have b_k = NR, b_j = kc*NR; B read in place b_k = ldb, b_j = NR.
  * Only rows r < mr and columns c < nc are read or written. With ep set (the
  * last k-block, W being C itself) the kernel stores alpha*acc, or
  * alpha*acc + beta*W when beta != 0 — the product rounded, then the sum
- * (docs/canonical.md §2) — instead of acc. */
+ * (docs/canonical.md §2) — instead of acc (first is then set: with beta !=
+ * 0, W = C only holds the accumulators of a one-block product). */
 typedef struct sb_canon_panel {
     int kc, mr, nc, first, ep;
     const float *a;
@@ -196,7 +225,7 @@ typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, 
  * past them, each element's chain, then its epilogue, then its store. */
 #define SB_CANON_SHORT_K 14
 /* The few-columns NT call: C[m0:m1, n0:n1] of g whole (every element's
- * chain over all of K, then its epilogue, W = C) for op(A) = A, op(B) = Bᵀ,
+ * k-blocks and block sums, then its epilogue, W = C) for op(A) = A, op(B) = Bᵀ,
  * 1 <= n1 - n0 <= SB_CANON_NT_FEW_N and g->M >= 16 (it may read A's rows
  * outside m0..m1, never C's). Rows of C in the lanes; op(A) is transposed
  * in registers as the chains go instead of packed. */

@@ -39,11 +39,11 @@ float sb_canon_sum_strided2(const float *x, size_t outer, size_t stride, size_t 
 }
 
 /* out[n,co,oy,ox] = acc + bias[co] (or acc when bias is NULL), overwriting.
- * Canonical order, per output element: acc from +0.0f; ci = 0..cin-1, then
- * ky = 0..kh-1, then kx = 0..kw-1 in increasing order, each step
- * acc = fmaf(w[co,ci,ky,kx], x, acc), x = 0.0f at a padded position (the
- * step is still taken) — exactly the canonical GEMM's chain over im2col's
- * rows (ci, ky, kx). */
+ * Canonical order, per output element: the GEMM's blocked chain (§2,
+ * sb_canon_chain) over ci = 0..cin-1, then ky = 0..kh-1, then kx = 0..kw-1
+ * in increasing order, each step fmaf(w[co,ci,ky,kx], x, .), x = 0.0f at a
+ * padded position (the step is still taken) — exactly the canonical GEMM's
+ * chain over im2col's rows (ci, ky, kx). */
 void sb_canon_ref_conv2d_forward(sb_backend *be, float *out, const float *inp, const float *weight,
                            const float *bias, const sb_conv2d_shape *s) {
     (void)be;
@@ -54,7 +54,7 @@ void sb_canon_ref_conv2d_forward(sb_backend *be, float *out, const float *inp, c
         for (int co = 0; co < s->cout; co++)
             for (int oy = 0; oy < OH; oy++)
                 for (int ox = 0; ox < OW; ox++) {
-                    float acc = 0.0f;
+                    sb_canon_chain ch = SB_CANON_CHAIN_INIT;
                     for (int ci = 0; ci < s->cin; ci++) {
                         const float *x = inp + ((size_t)n * (size_t)s->cin + (size_t)ci) * hw;
                         const float *wk =
@@ -67,25 +67,28 @@ void sb_canon_ref_conv2d_forward(sb_backend *be, float *out, const float *inp, c
                                 float xv = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
                                                ? x[(size_t)iy * (size_t)s->w + (size_t)ix]
                                                : 0.0f;
-                                acc = fmaf(wk[(size_t)ky * (size_t)s->kw + (size_t)kx], xv, acc);
+                                sb_canon_chain_step(&ch, wk[(size_t)ky * (size_t)s->kw + (size_t)kx],
+                                                    xv);
                             }
                         }
                     }
                     size_t o = (((size_t)n * (size_t)s->cout + (size_t)co) * (size_t)OH +
                                 (size_t)oy) * (size_t)OW + (size_t)ox;
+                    float acc = sb_canon_chain_end(&ch);
                     out[o] = bias ? acc + bias[co] : acc;
                 }
 }
 
 /* Gradients in the canonical order, each element's sum formed from +0.0f and
- * then added once (dst = dst + sum):
- *   dweight[co,ci,ky,kx]: one chain over n = 0..N-1, then oy, then ox,
- *     acc = fmaf(dout[n,co,oy,ox], x, acc) (x = 0.0f at padding, step taken);
+ * then added once (dst = dst + sum); "chain" is the GEMM's blocked chain
+ * (§2, sb_canon_chain):
+ *   dweight[co,ci,ky,kx]: the chain over n = 0..N-1, then oy, then ox of
+ *     fmaf(dout[n,co,oy,ox], x, .) (x = 0.0f at padding, step taken);
  *   dbias[co]: canon_sum of dout[n,co,:,:] over (n, oy, ox) in that order;
  *   dinp[n,ci,iy,ix]: for ky = 0..kh-1, then kx = 0..kw-1 increasing, when
  *     (iy + pad_h - ky) / stride_h = oy and (ix + pad_w - kx) / stride_w = ox
- *     are exact and inside the output: t = the chain fmaf(w[co,ci,ky,kx],
- *     dout[n,co,oy,ox], t) over co = 0..cout-1 from +0.0f, then s = s + t. */
+ *     are exact and inside the output: t = the chain of fmaf(w[co,ci,ky,kx],
+ *     dout[n,co,oy,ox], .) over co = 0..cout-1, then s = s + t. */
 void sb_canon_ref_conv2d_backward(sb_backend *be, float *dinp, float *dweight, float *dbias,
                             const float *dout, const float *inp, const float *weight,
                             const sb_conv2d_shape *s) {
@@ -98,7 +101,7 @@ void sb_canon_ref_conv2d_backward(sb_backend *be, float *dinp, float *dweight, f
         for (int ci = 0; ci < s->cin; ci++)
             for (int ky = 0; ky < s->kh; ky++)
                 for (int kx = 0; kx < s->kw; kx++) {
-                    float acc = 0.0f;
+                    sb_canon_chain ch = SB_CANON_CHAIN_INIT;
                     for (int n = 0; n < s->n; n++) {
                         const float *g = dout + ((size_t)n * (size_t)s->cout + (size_t)co) * ohw;
                         const float *x = inp + ((size_t)n * (size_t)s->cin + (size_t)ci) * hw;
@@ -109,13 +112,13 @@ void sb_canon_ref_conv2d_backward(sb_backend *be, float *dinp, float *dweight, f
                                 float xv = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
                                                ? x[(size_t)iy * (size_t)s->w + (size_t)ix]
                                                : 0.0f;
-                                acc = fmaf(g[(size_t)oy * (size_t)OW + (size_t)ox], xv, acc);
+                                sb_canon_chain_step(&ch, g[(size_t)oy * (size_t)OW + (size_t)ox], xv);
                             }
                         }
                     }
                     size_t wi = ((size_t)co * (size_t)s->cin + (size_t)ci) * kk +
                                 (size_t)ky * (size_t)s->kw + (size_t)kx;
-                    dweight[wi] = dweight[wi] + acc;
+                    dweight[wi] = dweight[wi] + sb_canon_chain_end(&ch);
                 }
         if (dbias) {
             dbias[co] = dbias[co] + sb_canon_sum_strided2(dout + (size_t)co * ohw, (size_t)s->n,
@@ -136,16 +139,16 @@ void sb_canon_ref_conv2d_backward(sb_backend *be, float *dinp, float *dweight, f
                             int tx = ix + s->pad_w - kx;
                             if (tx < 0 || tx % s->stride_w != 0 || tx / s->stride_w >= OW) continue;
                             int ox = tx / s->stride_w;
-                            float t = 0.0f;
+                            sb_canon_chain t = SB_CANON_CHAIN_INIT;
                             for (int co = 0; co < s->cout; co++) {
                                 float wv = weight[((size_t)co * (size_t)s->cin + (size_t)ci) * kk +
                                                   (size_t)ky * (size_t)s->kw + (size_t)kx];
                                 float gv = dout[(((size_t)n * (size_t)s->cout + (size_t)co) *
                                                      (size_t)OH + (size_t)oy) * (size_t)OW +
                                                 (size_t)ox];
-                                t = fmaf(wv, gv, t);
+                                sb_canon_chain_step(&t, wv, gv);
                             }
-                            acc = acc + t;
+                            acc = acc + sb_canon_chain_end(&t);
                         }
                     }
                     size_t i = ((size_t)n * (size_t)s->cin + (size_t)ci) * hw +

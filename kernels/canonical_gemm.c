@@ -3,20 +3,25 @@
  * micro-kernel. The AVX2 and AVX-512 micro-kernels are in
  * canonical_gemm_x86.c.
  *
- * The order (docs/canonical.md §2): every element of C is ONE sequential
- * fused multiply-add chain acc = fmaf(op(A)[i,k], op(B)[k,j], acc) over
- * k = 0, 1, ..., K-1 from +0.0f, then c = alpha*acc, then (beta != 0)
- * c = c + beta*C. How that is made fast without changing it:
+ * The order (docs/canonical.md §2): every element's k range is cut into
+ * blocks of SB_CANON_KB (256) steps; each block is ONE sequential fused
+ * multiply-add chain p = fmaf(op(A)[i,k], op(B)[k,j], p) from +0.0f, and
+ * the block sums are added in increasing k (acc = p0, acc = acc + p1, ...;
+ * this keeps the error of long products at OpenBLAS's level or below: a
+ * single chain's grows like K, blocks' like 256·sqrt(K/256)); then
+ * c = alpha*acc, then (beta != 0) c = c + beta*C. How that is made fast
+ * without changing it:
  *   - threads split C into regions of rows or columns, never k;
- *   - the k loop is cut into blocks of KC; between blocks each element's
- *     accumulator is stored as a float (it IS a float in every step of the
- *     chain) and reloaded, so blocking does not change the chain;
+ *   - every path's cache block over k is the canonical block: a kernel
+ *     call runs one block's chains from +0.0f, then stores them (the first
+ *     block) or adds them to the accumulators stored before (W = W + p);
  *   - a micro-kernel keeps an MR x NR tile of accumulators in registers,
  *     one element per vector lane; lanes are never added to each other
  *     (AVX-512: 14 x 32, or 28 x 16 for a region of at most 16 columns);
  *   - for K <= SB_CANON_SHORT_K and op(A) = A the AVX-512 path holds op(B)'s
  *     K rows of a tile in registers instead and streams op(A)'s rows past
- *     them, each element's chain whole, then its epilogue (the short-k call);
+ *     them, each element's chain (one block) whole, then its epilogue (the
+ *     short-k call);
  *   - which operand sits in the lanes is free: the normal orientation puts
  *     columns of C in the lanes (op(A) broadcast), the transposed one — for
  *     op(B) = Bᵀ with few rows or few columns — rows of C (op(B) broadcast
@@ -24,8 +29,8 @@
  *   - for op(B) = Bᵀ, op(A) = A and at most 16 columns the AVX-512 path
  *     has a call of its own (nt_few): rows of C in the lanes, one register
  *     per column, A's 16-row panels turned k-major in registers as the
- *     chains go (never packed), each element's chain whole, then its
- *     epilogue;
+ *     chains go (never packed), each element's blocks in turn (the sums
+ *     kept on the stack), then its epilogue;
  *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
  *     registers); an operand that would serve few tiles is read in place;
  *     a one-k-block product of at most 16 columns takes a short path
@@ -53,7 +58,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KC 256           /* k-block: B block KC x NC, A panel MR x KC */
+#define KC SB_CANON_KB   /* k-block: B block KC x NC, A panel MR x KC; the
+                          * canonical k-block, so not a free tuning knob */
+_Static_assert(SB_CANON_SHORT_K <= SB_CANON_KB, "the short-k call runs one k-block");
 #define NC 1024          /* columns per packed B block (a multiple of every NR) */
 #define MR_MAX 16
 #define MR_NARROW_MAX 28
@@ -157,7 +164,7 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
                        int first) {
     float acc[SMR][SNR];
     for (int r = 0; r < SMR; r++)
-        for (int c = 0; c < SNR; c++) acc[r][c] = first ? 0.0f : w[(size_t)r * ldw + (size_t)c];
+        for (int c = 0; c < SNR; c++) acc[r][c] = 0.0f;
     for (int k = 0; k < kc; k++) {
         for (int r = 0; r < SMR; r++) {
             float a = ap[r];
@@ -167,7 +174,10 @@ static void ukr_scalar(int kc, const float *ap, const float *bp, float *w, size_
         bp += SNR;
     }
     for (int r = 0; r < SMR; r++)
-        for (int c = 0; c < SNR; c++) w[(size_t)r * ldw + (size_t)c] = acc[r][c];
+        for (int c = 0; c < SNR; c++) {
+            float *o = w + (size_t)r * ldw + (size_t)c;
+            *o = first ? acc[r][c] : *o + acc[r][c];
+        }
 }
 
 static const sb_canon_ukernel *ukernel_for(sb_canon_isa isa) {
@@ -469,8 +479,9 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
     }
 }
 
-#define KC_T 128 /* k-block of the transposed orientation: the op(B) rows of
-                  * a panel stay in L1 while it walks the op(A) panels */
+#define KC_T SB_CANON_KB /* k-block of the transposed orientation (the canonical
+                         * one: was 128 while blocks only carried the chain;
+                         * 256 measured as fast on 8x9x25088 and 16x72x6272) */
 
 /* The transposed orientation, for op(B) = Bᵀ (B stored [N, K]) and few
  * rows: tile rows are columns j of C, broadcast straight from B's rows

@@ -5,10 +5,12 @@
  * Each kernel holds an MR x NR tile of C in vector registers, one element
  * per lane. Per k step it loads the NR packed values of op(B)'s row k,
  * broadcasts each of the MR packed values of op(A)'s column k, and does
- * acc = fma(a, b, acc) lane by lane — the vector form of
- * acc = fmaf(op(A)[i,k], op(B)[k,j], acc), correctly rounded per lane
- * exactly like the scalar fmaf. Lanes are never combined, so the kernels
- * give the scalar kernel's bits.
+ * p = fma(a, b, p) lane by lane — the vector form of
+ * p = fmaf(op(A)[i,k], op(B)[k,j], p), correctly rounded per lane exactly
+ * like the scalar fmaf — over one canonical k-block from +0.0f, then adds
+ * the block sum to the accumulators of the blocks before it (W = W + p;
+ * the first block stores p). Lanes are never combined, so the kernels give
+ * the scalar kernel's bits.
  *
  * The functions are compiled for their ISA with target attributes (the rest
  * of the build stays baseline x86-64); canonical_gemm.c calls them only after
@@ -18,7 +20,7 @@
  * canonical.h: operands in place or packed, edge tiles, and the alpha/beta
  * epilogue on the last k-block (a rounded product, then a rounded sum, as
  * the scalar epilogue). While a tile computes, it prefetches the C rows of
- * the next tile it will load and, with B read in place, the next tile's
+ * the next tile it will add to and, with B read in place, the next tile's
  * row k of B at step k (hints; no value depends on them). For products
  * of at most SB_CANON_SHORT_K steps it also has the short-k call, which
  * keeps op(B)'s rows of a tile in registers instead of accumulators and
@@ -72,17 +74,9 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
         for (int q = 1; q < 4; q++)
             if (MR > 7 * q) aq[q] = ap + 7 * q * a_r;
 #pragma GCC unroll 28
-    for (int r = 0; r < MR; r++) {
-        if (first) {
-            c0[r] = _mm512_setzero_ps();
-            if (NV == 2) c1[r] = _mm512_setzero_ps();
-        } else if (full) {
-            c0[r] = _mm512_loadu_ps(w + (size_t)r * ldw);
-            if (NV == 2) c1[r] = _mm512_loadu_ps(w + (size_t)r * ldw + 16);
-        } else {
-            c0[r] = _mm512_maskz_loadu_ps(m0, w + (size_t)r * ldw);
-            if (NV == 2) c1[r] = _mm512_maskz_loadu_ps(m1, w + (size_t)r * ldw + 16);
-        }
+    for (int r = 0; r < MR; r++) { /* one k-block's chains, from +0.0f */
+        c0[r] = _mm512_setzero_ps();
+        if (NV == 2) c1[r] = _mm512_setzero_ps();
     }
     for (int k = 0; k < kc; k++) {
         __m512 b0, b1 = _mm512_setzero_ps();
@@ -119,6 +113,19 @@ k512_tile(int kc, const float *ap, const int AM, ptrdiff_t a_k, ptrdiff_t a_r, c
             for (int q = 0; q < 4; q++)
                 if (MR > 7 * q) aq[q] += a_k;
         bp += b_k;
+    }
+    if (!first) { /* a later k-block: acc = W + p, the block sum added */
+#pragma GCC unroll 28
+        for (int r = 0; r < MR; r++) {
+            __m512 o0 = full ? _mm512_loadu_ps(w + (size_t)r * ldw)
+                             : _mm512_maskz_loadu_ps(m0, w + (size_t)r * ldw);
+            c0[r] = _mm512_add_ps(o0, c0[r]);
+            if (NV == 2) {
+                __m512 o1 = full ? _mm512_loadu_ps(w + (size_t)r * ldw + 16)
+                                 : _mm512_maskz_loadu_ps(m1, w + (size_t)r * ldw + 16);
+                c1[r] = _mm512_add_ps(o1, c1[r]);
+            }
+        }
     }
     if (ep) { /* the last k-block, W = C: c = alpha*acc (+ beta*C); a product
                * by 1 is exact, so alpha == 1 and beta == 1 skip theirs */
@@ -391,8 +398,9 @@ __attribute__((target("avx512f"))) static void pack_n_avx512(const float *src, s
  * leave the FMA pipes nearly free: measured 114 GF/s (98% of the FMA probe)
  * on 32 x 10 x 784, against 77 packing A first (region_transposed) and 106
  * for OpenBLAS. Lane l of a panel holds row 4*(l & 3) + (l >> 2). Each
- * element's chain is the same: every k in turn from +0.0f, then the
- * epilogue of canonical_gemm.c's epilogue(), element by element. */
+ * element's order is the same: per k-block every k in turn from +0.0f, the
+ * block sums added in increasing k, then the epilogue of canonical_gemm.c's
+ * epilogue(), element by element. */
 #define NTF_ROW(l) (4 * ((l) & 3) + ((l) >> 2))
 
 /* Steps k..k+nk-1 (nk <= 4) of one panel. ar[q] points at row 4q's step k
@@ -451,31 +459,38 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
     }
     size_t la = lda * sizeof(float), lb = ldb * sizeof(float);
     __m512 acc[SB_CANON_NT_FEW_N];
-#pragma GCC unroll 16
-    for (int n = 0; n < NN; n++) acc[n] = _mm512_setzero_ps();
-    const int K = g->K;
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        size_t la3 = 3 * la, lb3 = 3 * lb;
-        NTF_OPAQUE(la);
-        NTF_OPAQUE(la3);
-        NTF_OPAQUE(lb);
-        NTF_OPAQUE(lb3);
-        ntf_steps(ar, la, la3, bn, lb, lb3, acc, NN, 4);
-        for (int q = 0; q < 4; q++) ar[q] += 4 * sizeof(float), bn[q] += 4 * sizeof(float);
-    }
-    if (k < K) { /* the last 1..3 steps through a copy (no read past a row) */
-        float buf[16 * 4] __attribute__((aligned(64))) = {0};
-        const float *a = g->A + (size_t)r0 * lda;
-        for (int r = 0; r < 16; r++)
-            for (int i = 0; i < K - k; i++) buf[r * 4 + i] = a[(size_t)r * lda + (size_t)(k + i)];
-        const char *br[4];
-        for (int q = 0; q < 4; q++) br[q] = (const char *)(buf + 16 * q);
-        ntf_steps(br, 4 * sizeof(float), 12 * sizeof(float), bn, lb, 3 * lb, acc, NN, K - k);
-    }
+    /* the block sums so far, column n's in w[n] (lane l: row NTF_ROW(l)) */
     float w[SB_CANON_NT_FEW_N][16] __attribute__((aligned(64)));
+    const int K = g->K;
+    for (int k0 = 0, k = 0; k0 < K; k0 += SB_CANON_KB) {
+        const int k1 = K - k0 < SB_CANON_KB ? K : k0 + SB_CANON_KB;
 #pragma GCC unroll 16
-    for (int n = 0; n < NN; n++) _mm512_store_ps(w[n], acc[n]);
+        for (int n = 0; n < NN; n++) acc[n] = _mm512_setzero_ps();
+        for (; k + 4 <= k1; k += 4) {
+            size_t la3 = 3 * la, lb3 = 3 * lb;
+            NTF_OPAQUE(la);
+            NTF_OPAQUE(la3);
+            NTF_OPAQUE(lb);
+            NTF_OPAQUE(lb3);
+            ntf_steps(ar, la, la3, bn, lb, lb3, acc, NN, 4);
+            for (int q = 0; q < 4; q++) ar[q] += 4 * sizeof(float), bn[q] += 4 * sizeof(float);
+        }
+        if (k < k1) { /* the last 1..3 steps (of the last block: SB_CANON_KB % 4 == 0)
+                       * through a copy (no read past a row) */
+            float buf[16 * 4] __attribute__((aligned(64))) = {0};
+            const float *a = g->A + (size_t)r0 * lda;
+            for (int r = 0; r < 16; r++)
+                for (int i = 0; i < k1 - k; i++)
+                    buf[r * 4 + i] = a[(size_t)r * lda + (size_t)(k + i)];
+            const char *br[4];
+            for (int q = 0; q < 4; q++) br[q] = (const char *)(buf + 16 * q);
+            ntf_steps(br, 4 * sizeof(float), 12 * sizeof(float), bn, lb, 3 * lb, acc, NN, k1 - k);
+            k = k1;
+        }
+#pragma GCC unroll 16
+        for (int n = 0; n < NN; n++) /* acc = p0, then acc = acc + p */
+            _mm512_store_ps(w[n], k0 == 0 ? acc[n] : _mm512_add_ps(_mm512_load_ps(w[n]), acc[n]));
+    }
     const float alpha = g->alpha, beta = g->beta;
     for (int l = 0; l < 16; l++) {
         int row = r0 + NTF_ROW(l);
@@ -504,6 +519,7 @@ K512_NTF(16)
 #undef K512_NTF
 
 _Static_assert(SB_CANON_NT_FEW_N == 16, "one k512_ntf_ instance per column count");
+_Static_assert(SB_CANON_KB % 4 == 0, "nt_few's 4-step groups never straddle a k-block");
 
 static void nt_few_avx512(const sb_canon_gemm *g, int m0, int m1, int n0, int n1) {
     typedef void (*fn)(const sb_canon_gemm *, int, int, int);
@@ -524,14 +540,9 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *ap
                                                          float *w, size_t ldw, int first) {
     __m256 c0[MR8], c1[MR8];
 #pragma GCC unroll 6
-    for (int r = 0; r < MR8; r++) {
-        if (first) {
-            c0[r] = _mm256_setzero_ps();
-            c1[r] = _mm256_setzero_ps();
-        } else {
-            c0[r] = _mm256_loadu_ps(w + (size_t)r * ldw);
-            c1[r] = _mm256_loadu_ps(w + (size_t)r * ldw + 8);
-        }
+    for (int r = 0; r < MR8; r++) { /* one k-block's chains, from +0.0f */
+        c0[r] = _mm256_setzero_ps();
+        c1[r] = _mm256_setzero_ps();
     }
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
@@ -546,6 +557,10 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *ap
     }
 #pragma GCC unroll 6
     for (int r = 0; r < MR8; r++) {
+        if (!first) { /* a later k-block: W + p */
+            c0[r] = _mm256_add_ps(_mm256_loadu_ps(w + (size_t)r * ldw), c0[r]);
+            c1[r] = _mm256_add_ps(_mm256_loadu_ps(w + (size_t)r * ldw + 8), c1[r]);
+        }
         _mm256_storeu_ps(w + (size_t)r * ldw, c0[r]);
         _mm256_storeu_ps(w + (size_t)r * ldw + 8, c1[r]);
     }

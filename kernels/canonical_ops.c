@@ -226,8 +226,10 @@ void sb_canon_adam(float *w, float *m, float *v, const float *g, size_t n, float
 /* the ref backend's canonical entries (the oracle)                       */
 /* ====================================================================== */
 
-/* C[i,j] = alpha*acc + beta*C[i,j] with, per (i,j), acc = +0.0f then
- * acc = fmaf(op(A)[i,k], op(B)[k,j], acc) for k = 0, 1, ..., K-1; then
+/* C[i,j] = alpha*acc + beta*C[i,j] with, per (i,j): k cut into blocks of
+ * SB_CANON_KB steps, each block p = +0.0f then p = fmaf(op(A)[i,k],
+ * op(B)[k,j], p) for its k in increasing order; acc = the first block's p,
+ * then acc = acc + p for each later block (acc = +0.0f when K == 0); then
  * c = alpha*acc (rounded), and when beta != 0, c = c + beta*C[i,j] (the
  * product rounded, then the sum). C is not read when beta == 0; A and B are
  * not read when alpha == 0 (acc stays +0.0f). */
@@ -246,7 +248,12 @@ void sb_canon_ref_gemm(sb_backend *be, int transA, int transB, int M, int N, int
             if (alpha != 0.0f) {
                 const float *a = A + (size_t)i * a_row;
                 const float *b = B + (size_t)j * b_col;
-                for (int k = 0; k < K; k++) acc = fmaf(a[(size_t)k * a_k], b[(size_t)k * b_k], acc);
+                for (int k0 = 0; k0 < K; k0 += SB_CANON_KB) {
+                    int k1 = K - k0 < SB_CANON_KB ? K : k0 + SB_CANON_KB;
+                    float p = 0.0f;
+                    for (int k = k0; k < k1; k++) p = fmaf(a[(size_t)k * a_k], b[(size_t)k * b_k], p);
+                    acc = k0 == 0 ? p : acc + p;
+                }
             }
             float c = alpha * acc;
             float *cij = C + (size_t)i * (size_t)ldc + (size_t)j;
@@ -304,7 +311,7 @@ void sb_canon_ref_adam_update(sb_backend *be, float *w, float *m, float *v, cons
 }
 
 /* dW[N,K] = dout[B,N]^T · inp[B,K]: the canonical GEMM (transA = 1, beta 0),
- * i.e. per (n,k) one fmaf chain over b = 0..B-1 from +0.0f. */
+ * i.e. per (n,k) the blocked fmaf chain over b = 0..B-1. */
 void sb_canon_ref_weight_grad(sb_backend *be, float *dW, const float *dout, const float *inp,
                               int B, int N, int K) {
     SB_ASSERT(B >= 0 && N >= 0 && K >= 0);

@@ -506,22 +506,25 @@ static int canonical_ops_should_equal_ref_bitwise_on_every_path_and_thread_count
 /* ====================================================================== */
 
 /* Per element, the error relative to the condition sum_k |a_ik||b_kj| (the
- * quantity Higham's bound gamma_K multiplies): |c - c64| / sum|a||b|. Both
- * the canonical GEMM (one FMA chain of K steps) and OpenBLAS (FMA chains
- * over k-blocks of its kernel, blocks added) have worst case gamma_K; on
- * random data the typical error grows like sqrt(K)*u for both. The check: the
- * canonical GEMM's mean error is at most 1.25x OpenBLAS's and its max error
- * at most 1.5x (a margin for the sampling noise of a maximum; measured
- * ratios are printed), and both are within gamma_K. */
+ * quantity Higham's bound gamma_K multiplies): |c - c64| / sum|a||b|. The
+ * canonical GEMM runs k-blocks of SB_CANON_KB (256) steps, each one FMA
+ * chain, and adds the block sums; OpenBLAS runs FMA chains over its own
+ * k-blocks (448 here) and adds those. Up to 256 steps the two are the same
+ * chain (the same bits); beyond, a single chain's error would grow like K
+ * (measured before the blocks: 1.6x OpenBLAS's mean error at K = 784, 3.2x
+ * at 4000, 5.6x at 16384), the blocked one's like 256*sqrt(K/256). The
+ * check, shape by shape (a pooled average would let many short shapes hide
+ * one long one): the canonical mean error at most 1.02x OpenBLAS's, its
+ * max at most 1.5x (a margin for the sampling noise of a maximum; measured
+ * ratios are printed), and every error within gamma_K. */
 static int canonical_gemm_error_should_be_no_worse_than_openblas(void) {
     rng r = {99};
     sb_backend *be = make("blas", SB_MODE_CANONICAL, 1, 0);
     CHECK(be, "blas canonical");
     const int shapes[][3] = {{64, 256, 784}, {64, 784, 256}, {256, 784, 64}, {64, 10, 256},
-                             {128, 128, 1024}, {50, 60, 4000}, {33, 47, 301}, {256, 256, 256}};
-    double c_max = 0, c_sum = 0, o_max = 0, o_sum = 0;
-    size_t count = 0;
-    int over_gamma = 0;
+                             {128, 128, 1024}, {50, 60, 4000},  {33, 47, 301},  {256, 256, 256},
+                             {16, 72, 6272},  {32, 32, 16384}, {10, 9, 25088}};
+    int over_gamma = 0, worse = 0;
     openblas_set_num_threads(1);
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
@@ -532,7 +535,7 @@ static int canonical_gemm_error_should_be_no_worse_than_openblas(void) {
         be->i->gemm(be, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, Cc, N);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f,
                     Co, N);
-        double s_cmax = 0, s_omax = 0;
+        double c_max = 0, o_max = 0, c_sum = 0, o_sum = 0;
         for (int i = 0; i < M; i++) {
             for (int j = 0; j < N; j++) {
                 double exact = 0, cond = 0;
@@ -544,25 +547,23 @@ static int canonical_gemm_error_should_be_no_worse_than_openblas(void) {
                 double ec = fabs(Cc[(size_t)i * N + j] - exact) / cond;
                 double eo = fabs(Co[(size_t)i * N + j] - exact) / cond;
                 if (ec > gamma_n(K)) over_gamma = 1;
-                c_sum += ec, o_sum += eo, count++;
-                if (ec > s_cmax) s_cmax = ec;
-                if (eo > s_omax) s_omax = eo;
+                c_sum += ec, o_sum += eo;
+                if (ec > c_max) c_max = ec;
+                if (eo > o_max) o_max = eo;
             }
         }
-        printf("  %4dx%4dx%4d  max rel error: canonical %.3g, OpenBLAS %.3g (gamma_K %.3g)\n", M,
-               N, K, s_cmax, s_omax, gamma_n(K));
-        if (s_cmax > c_max) c_max = s_cmax;
-        if (s_omax > o_max) o_max = s_omax;
+        double c_mean = c_sum / ((double)M * N), o_mean = o_sum / ((double)M * N);
+        int bad = c_mean > 1.02 * o_mean || c_max > 1.5 * o_max;
+        printf("  %4dx%4dx%5d  mean rel error: canonical %.3g, OpenBLAS %.3g (x%.2f); max %.3g, "
+               "%.3g (x%.2f)%s\n",
+               M, N, K, c_mean, o_mean, c_mean / o_mean, c_max, o_max, c_max / o_max,
+               bad ? "  WORSE" : "");
+        worse += bad;
         free(A), free(B), free(Cc), free(Co);
     }
-    double c_mean = c_sum / (double)count, o_mean = o_sum / (double)count;
-    printf("over %zu outputs: mean rel error canonical %.3g, OpenBLAS %.3g (ratio %.2f); "
-           "max canonical %.3g, OpenBLAS %.3g (ratio %.2f)\n",
-           count, c_mean, o_mean, c_mean / o_mean, c_max, o_max, c_max / o_max);
     sb_backend_free(be);
     CHECK(!over_gamma, "an error exceeded Higham's gamma_K bound");
-    CHECK(c_mean <= 1.25 * o_mean, "mean error %.3g vs OpenBLAS %.3g", c_mean, o_mean);
-    CHECK(c_max <= 1.5 * o_max, "max error %.3g vs OpenBLAS %.3g", c_max, o_max);
+    CHECK(!worse, "%d shapes with a mean error above 1.02x or a max above 1.5x OpenBLAS's", worse);
     return 0;
 }
 

@@ -43,12 +43,15 @@ static int pinned(const char *what, const float *p, size_t n, const char *want) 
 }
 
 typedef struct pins {
-    const char *gemm, *tanh, *gelu, *xent_probs, *xent_loss, *adam_w, *adam_m, *adam_v,
+    const char *gemm, *gemm_long_nt, *gemm_long_tn, *conv_dweight, *tanh, *gelu, *xent_probs, *xent_loss, *adam_w, *adam_m, *adam_v,
         *layernorm, *softmax, *attention, *conv, *gru, *gru_saved, *gru_bwd;
 } pins;
 
 static const pins PINS = {
     .gemm = "0a65b533707ef34e182f297d66026039",
+    .gemm_long_nt = "068acf46191f7eef5fc5f46f216aaa28",
+    .gemm_long_tn = "61e20890d98bc176a591f374c9082649",
+    .conv_dweight = "c403c8ae79b1cbc35c26321d27938a77",
     .tanh = "b3dc22946552e2fa2a753bed90adf5a2",
     .gelu = "5d2c7ae5c1913079d2f4ee7dd2fccc75",
     .xent_probs = "e762b777cb0639f19ab891a1e6a3c381",
@@ -80,6 +83,16 @@ static int run_all(const char *backend, int threads) {
     float *C = rand_buf(S, "C", (size_t)M * N, 1.0f);
     be->i->gemm(be, 0, 1, M, N, K, 0.5f, A, K, Bm, K, 0.25f, C, N);
     rc |= pinned("gemm", C, (size_t)M * N, PINS.gemm);
+    /* long k (docs/canonical.md §2: blocks of 256 steps, the block sums
+     * added): 19x23x700 A·Bᵀ with beta 0.25 (three blocks, the last one
+     * short), and a weight gradient's 21x17x600 Aᵀ·B */
+    float *GLA = rand_buf(S, "GLA", (size_t)19 * 700, 1.0f), *GLB = rand_buf(S, "GLB", (size_t)23 * 700, 1.0f);
+    float *GLC = rand_buf(S, "GLC", (size_t)21 * 23, 1.0f);
+    be->i->gemm(be, 0, 1, 19, 23, 700, 1.0f, GLA, 700, GLB, 700, 0.25f, GLC, 23);
+    rc |= pinned("gemm long k, A·Bᵀ", GLC, (size_t)19 * 23, PINS.gemm_long_nt);
+    be->i->gemm(be, 1, 0, 21, 17, 600, 1.0f, GLA, 21, GLB, 17, 0.0f, GLC, 17);
+    rc |= pinned("gemm long k, Aᵀ·B", GLC, (size_t)21 * 17, PINS.gemm_long_tn);
+    free(GLA), free(GLB), free(GLC);
 
     /* activations over a wide range */
     size_t n = 1000;
@@ -141,6 +154,15 @@ static int run_all(const char *backend, int threads) {
     float *cb = rand_buf(S, "cb", 5, 0.5f), *co = malloc(cout * sizeof(float));
     be->i->conv2d_forward(be, co, ci, cwt, cb, &cs);
     rc |= pinned("conv2d", co, cout, PINS.conv);
+    /* the weight gradient's chain over (n, oy, ox): 2 x 18 x 16 = 576 steps */
+    sb_conv2d_shape ds = {.n = 2, .cin = 2, .h = 18, .w = 16, .cout = 3, .kh = 3, .kw = 3,
+                          .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1};
+    size_t dn_in = (size_t)2 * 2 * 18 * 16, dn_out = (size_t)2 * 3 * 18 * 16, dn_w = (size_t)3 * 2 * 9;
+    float *dx = rand_buf(S, "dx", dn_in, 1.0f), *dgo = rand_buf(S, "dgo", dn_out, 1.0f);
+    float *dwt = rand_buf(S, "dwt", dn_w, 0.5f), *dwg = rand_buf(S, "dwg", dn_w, 0.5f);
+    be->i->conv2d_backward(be, NULL, dwg, NULL, dgo, dx, dwt, &ds);
+    rc |= pinned("conv2d dweight", dwg, dn_w, PINS.conv_dweight);
+    free(dx), free(dgo), free(dwt), free(dwg);
 
     /* GRU step B=5, H=17 */
     int GB = 5, GH = 17;
