@@ -461,6 +461,10 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
     __m512 acc[SB_CANON_NT_FEW_N];
     /* the block sums so far, column n's in w[n] (lane l: row NTF_ROW(l)) */
     float w[SB_CANON_NT_FEW_N][16] __attribute__((aligned(64)));
+    /* through an opaque pointer: in memory, not in 16 more registers (kept
+     * there by the compiler, they cost the step loop 4% on 32 x 10 x 784) */
+    float(*ws)[16] = w;
+    NTF_OPAQUE(ws);
     const int K = g->K;
     for (int k0 = 0, k = 0; k0 < K; k0 += SB_CANON_KB) {
         const int k1 = K - k0 < SB_CANON_KB ? K : k0 + SB_CANON_KB;
@@ -489,7 +493,7 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
         }
 #pragma GCC unroll 16
         for (int n = 0; n < NN; n++) /* acc = p0, then acc = acc + p */
-            _mm512_store_ps(w[n], k0 == 0 ? acc[n] : _mm512_add_ps(_mm512_load_ps(w[n]), acc[n]));
+            _mm512_store_ps(ws[n], k0 == 0 ? acc[n] : _mm512_add_ps(_mm512_load_ps(ws[n]), acc[n]));
     }
     const float alpha = g->alpha, beta = g->beta;
     for (int l = 0; l < 16; l++) {
@@ -498,11 +502,11 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
         float *c = g->C + (size_t)row * ldc + (size_t)n0;
         if (beta != 0.0f) {
             for (int n = 0; n < NN; n++) {
-                float t = alpha * w[n][l];
+                float t = alpha * ws[n][l];
                 c[n] = t + beta * c[n];
             }
         } else {
-            for (int n = 0; n < NN; n++) c[n] = alpha * w[n][l];
+            for (int n = 0; n < NN; n++) c[n] = alpha * ws[n][l];
         }
     }
 }
