@@ -228,10 +228,13 @@ typedef void (*sb_canon_pack_fn)(const float *src, size_t ld, int rows, int kc, 
  * k-blocks and block sums, then its epilogue, W = C) for op(A) = A, op(B) = Bᵀ,
  * 1 <= n1 - n0 <= SB_CANON_NT_FEW_N and g->M >= 16 (it may read A's rows
  * outside m0..m1, never C's). Rows of C in the lanes; op(A) is transposed
- * in registers as the chains go instead of packed. */
+ * in registers as the chains go instead of packed. scratch: scratch_floats
+ * floats it may overwrite (where it copies operands whose rows would
+ * collide in the L1 cache). */
 #define SB_CANON_NT_FEW_N 16
 struct sb_canon_gemm;
-typedef void (*sb_canon_nt_few_fn)(const struct sb_canon_gemm *g, int m0, int m1, int n0, int n1);
+typedef void (*sb_canon_nt_few_fn)(const struct sb_canon_gemm *g, int m0, int m1, int n0, int n1,
+                                   float *scratch, size_t scratch_floats);
 /* A SIMD path: either the general panel call (AVX-512) or only the full
  * tile over two packed panels (scalar, AVX2: the driver then packs both
  * operands, pads edge tiles through a copy and applies alpha and beta in a

@@ -578,7 +578,7 @@ void sb_canon_gemm_region(sb_canon_isa isa, const sb_canon_gemm *g, int m0, int 
     }
     const sb_canon_ukernel *u = ukernel_for(isa);
     if (use_nt_few(u, g, n1 - n0)) {
-        u->nt_few(g, m0, m1, n0, n1);
+        u->nt_few(g, m0, m1, n0, n1, ws->bp, (size_t)KC * NC);
         return;
     }
     if (use_transposed(u, g, m1 - m0, n1 - n0))

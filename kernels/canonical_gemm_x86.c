@@ -30,6 +30,7 @@
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
+#include <string.h>
 
 /* ---- AVX-512: two register tiles ----
  *   wide:   14 rows x 32 columns (28 accumulators, 2 B vectors, 1 A
@@ -446,18 +447,29 @@ ntf_steps(const char *const ar[4], size_t la, size_t la3, const char *const bn[4
  * sees (measured: 81 -> 114 GF/s on 32 x 10 x 784). Generates no code. */
 #define NTF_OPAQUE(x) __asm__("" : "+r"(x))
 
+/* Leading dimensions that are multiples of 4 KiB put every row of an
+ * operand in the same set of the L1 cache (64 sets of 8 lines): the 16 rows
+ * of an A panel, read side by side, then evict each other and B's rows
+ * (measured: 32 x 10 x 1024 at 57 GF/s, 256 x 16 x 1024 at 45, against 112
+ * for K = 1000). Then each k-block of the panel's A rows is first copied
+ * to a buffer whose rows lie NTF_PK floats apart (17 lines: a different set
+ * each), and B's rows once per call to the scratch buffer when the region
+ * has enough panels to repay it; the panel runs on the copies — the same
+ * values, so the same bits. A copy of the whole of K measured slower (the
+ * copy went through L2); one block at a time stays in L1. */
+#define NTF_BAD_LD(ld) ((ld) % 1024 == 0)
+#define NTF_PK (SB_CANON_KB + 16)
+
 /* One panel: A's rows r0..r0+15 (all inside A), C's rows s0..s1-1 of them
  * stored (a shifted last panel recomputes rows another panel stored and
- * does not store them again), columns n0..n0+NN-1. */
+ * does not store them again), columns n0..n0+NN-1 of C, B's rows from
+ * b0 on. abuf: NULL (A read in place), or 16 * NTF_PK floats for the
+ * copies of A's k-blocks. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) {
-    const size_t lda = (size_t)g->lda, ldb = (size_t)g->ldb, ldc = (size_t)g->ldc;
-    const char *ar[4], *bn[4];
-    for (int q = 0; q < 4; q++) {
-        ar[q] = (const char *)(g->A + (size_t)(r0 + 4 * q) * lda);
-        bn[q] = (const char *)(g->B + (size_t)(n0 + (4 * q < NN ? 4 * q : 0)) * ldb);
-    }
-    size_t la = lda * sizeof(float), lb = ldb * sizeof(float);
+ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, int s1, int n0,
+          float *abuf, const int NN) {
+    const size_t lda = (size_t)g->lda, ldc = (size_t)g->ldc;
+    const size_t lb = ldb * sizeof(float);
     __m512 acc[SB_CANON_NT_FEW_N];
     /* the block sums so far, column n's in w[n] (lane l: row NTF_ROW(l)) */
     float w[SB_CANON_NT_FEW_N][16] __attribute__((aligned(64)));
@@ -466,30 +478,52 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
     float(*ws)[16] = w;
     NTF_OPAQUE(ws);
     const int K = g->K;
-    for (int k0 = 0, k = 0; k0 < K; k0 += SB_CANON_KB) {
-        const int k1 = K - k0 < SB_CANON_KB ? K : k0 + SB_CANON_KB;
+    const float *A = g->A + (size_t)r0 * lda;
+    for (int k0 = 0; k0 < K; k0 += SB_CANON_KB) {
+        const int kb = K - k0 < SB_CANON_KB ? K - k0 : SB_CANON_KB;
+        const char *ar[4], *bn[4];
+        size_t la = lda * sizeof(float);
+        if (abuf) { /* the block's 16 rows, NTF_PK apart (the 4-step group past
+                     * the block's end, read by a last short group, zeroed) */
+            for (int r = 0; r < 16; r++) {
+                float *d = abuf + (size_t)r * NTF_PK;
+                memcpy(d, A + (size_t)r * lda + (size_t)k0, (size_t)kb * sizeof(float));
+                memset(d + kb, 0, 4 * sizeof(float));
+            }
+            la = NTF_PK * sizeof(float);
+        }
+        for (int q = 0; q < 4; q++) {
+            ar[q] = abuf ? (const char *)(abuf + (size_t)(4 * q) * NTF_PK)
+                         : (const char *)(A + (size_t)(4 * q) * lda + (size_t)k0);
+            bn[q] = (const char *)(B + (size_t)(4 * q < NN ? 4 * q : 0) * ldb + (size_t)k0);
+        }
 #pragma GCC unroll 16
         for (int n = 0; n < NN; n++) acc[n] = _mm512_setzero_ps();
-        for (; k + 4 <= k1; k += 4) {
+        int k = 0;
+        for (; k + 4 <= kb; k += 4) {
             size_t la3 = 3 * la, lb3 = 3 * lb;
             NTF_OPAQUE(la);
             NTF_OPAQUE(la3);
-            NTF_OPAQUE(lb);
+            size_t lbo = lb;
+            NTF_OPAQUE(lbo);
             NTF_OPAQUE(lb3);
-            ntf_steps(ar, la, la3, bn, lb, lb3, acc, NN, 4);
+            ntf_steps(ar, la, la3, bn, lbo, lb3, acc, NN, 4);
             for (int q = 0; q < 4; q++) ar[q] += 4 * sizeof(float), bn[q] += 4 * sizeof(float);
         }
-        if (k < k1) { /* the last 1..3 steps (of the last block: SB_CANON_KB % 4 == 0)
-                       * through a copy (no read past a row) */
-            float buf[16 * 4] __attribute__((aligned(64))) = {0};
-            const float *a = g->A + (size_t)r0 * lda;
-            for (int r = 0; r < 16; r++)
-                for (int i = 0; i < k1 - k; i++)
-                    buf[r * 4 + i] = a[(size_t)r * lda + (size_t)(k + i)];
-            const char *br[4];
-            for (int q = 0; q < 4; q++) br[q] = (const char *)(buf + 16 * q);
-            ntf_steps(br, 4 * sizeof(float), 12 * sizeof(float), bn, lb, 3 * lb, acc, NN, k1 - k);
-            k = k1;
+        if (k < kb) { /* the last 1..3 steps (of the last block: SB_CANON_KB % 4 == 0):
+                       * from the copy, or through a small one (no read past a row) */
+            if (abuf) {
+                ntf_steps(ar, la, 3 * la, bn, lb, 3 * lb, acc, NN, kb - k);
+            } else {
+                float buf[16 * 4] __attribute__((aligned(64))) = {0};
+                for (int r = 0; r < 16; r++)
+                    for (int i = 0; i < kb - k; i++)
+                        buf[r * 4 + i] = A[(size_t)r * lda + (size_t)(k0 + k + i)];
+                const char *br[4];
+                for (int q = 0; q < 4; q++) br[q] = (const char *)(buf + 16 * q);
+                ntf_steps(br, 4 * sizeof(float), 12 * sizeof(float), bn, lb, 3 * lb, acc, NN,
+                          kb - k);
+            }
         }
 #pragma GCC unroll 16
         for (int n = 0; n < NN; n++) /* acc = p0, then acc = acc + p */
@@ -511,11 +545,35 @@ ntf_panel(const sb_canon_gemm *g, int r0, int s0, int s1, int n0, const int NN) 
     }
 }
 
+/* B's rows are copied (to stride NTF_BCOPY_LD(K)) when the region has at
+ * least this many panels: at 2 panels (32 x 10 x 1024) the copy cost more
+ * than it saved. Speed only. */
+#define NTF_BCOPY_PANELS 4
+static size_t ntf_bcopy_ld(int K) {
+    size_t pk = ((size_t)K + 15) / 16 * 16 + 16;
+    return NTF_BAD_LD(pk) ? pk + 16 : pk;
+}
+
 #define K512_NTF(NN)                                                                              \
-    __attribute__((target("avx512f"))) static void k512_ntf_##NN(const sb_canon_gemm *g, int m0,  \
-                                                                 int m1, int n0) {                \
-        for (int r = m0; r < m1; r += 16)                                                         \
-            ntf_panel(g, r + 16 <= g->M ? r : g->M - 16, r, r + 16 < m1 ? r + 16 : m1, n0, NN);   \
+    __attribute__((target("avx512f"))) static void k512_ntf_##NN(                                \
+        const sb_canon_gemm *g, int m0, int m1, int n0, float *scratch, size_t scratch_floats) {  \
+        const float *B = g->B + (size_t)n0 * (size_t)g->ldb;                                      \
+        size_t ldb = (size_t)g->ldb, pk = ntf_bcopy_ld(g->K);                                     \
+        float *abuf = NTF_BAD_LD(g->lda) ? scratch : NULL;                                        \
+        if (NTF_BAD_LD(g->ldb) && (NN > 8 || (m1 - m0 + 15) / 16 >= NTF_BCOPY_PANELS) &&          \
+            16 * NTF_PK + (size_t)NN * pk <= scratch_floats) {                                    \
+            float *bc = scratch + 16 * NTF_PK;                                                    \
+            for (int n = 0; n < NN; n++)                                                          \
+                memcpy(bc + (size_t)n * pk, B + (size_t)n * ldb, (size_t)g->K * sizeof(float));   \
+            B = bc, ldb = pk;                                                                     \
+        }                                                                                         \
+        for (int r = m0; r < m1; r += 16) {                                                       \
+            const int r0 = r + 16 <= g->M ? r : g->M - 16, s1 = r + 16 < m1 ? r + 16 : m1;       \
+            if (abuf)                                                                             \
+                ntf_panel(g, B, ldb, r0, r, s1, n0, abuf, NN);                                    \
+            else /* A in place: the instance without the copies */                               \
+                ntf_panel(g, B, ldb, r0, r, s1, n0, NULL, NN);                                    \
+        }                                                                                         \
     }
 K512_NTF(1) K512_NTF(2) K512_NTF(3) K512_NTF(4) K512_NTF(5) K512_NTF(6) K512_NTF(7) K512_NTF(8)
 K512_NTF(9) K512_NTF(10) K512_NTF(11) K512_NTF(12) K512_NTF(13) K512_NTF(14) K512_NTF(15)
@@ -525,15 +583,16 @@ K512_NTF(16)
 _Static_assert(SB_CANON_NT_FEW_N == 16, "one k512_ntf_ instance per column count");
 _Static_assert(SB_CANON_KB % 4 == 0, "nt_few's 4-step groups never straddle a k-block");
 
-static void nt_few_avx512(const sb_canon_gemm *g, int m0, int m1, int n0, int n1) {
-    typedef void (*fn)(const sb_canon_gemm *, int, int, int);
+static void nt_few_avx512(const sb_canon_gemm *g, int m0, int m1, int n0, int n1, float *scratch,
+                          size_t scratch_floats) {
+    typedef void (*fn)(const sb_canon_gemm *, int, int, int, float *, size_t);
     static fn const by_n[SB_CANON_NT_FEW_N + 1] = {
         NULL,       k512_ntf_1,  k512_ntf_2,  k512_ntf_3,  k512_ntf_4,  k512_ntf_5,
         k512_ntf_6, k512_ntf_7,  k512_ntf_8,  k512_ntf_9,  k512_ntf_10, k512_ntf_11,
         k512_ntf_12, k512_ntf_13, k512_ntf_14, k512_ntf_15, k512_ntf_16};
     SB_ASSERT(!g->transA && g->transB && g->M >= 16 && m0 >= 0 && m1 <= g->M && m0 < m1 &&
               n1 - n0 >= 1 && n1 - n0 <= SB_CANON_NT_FEW_N);
-    by_n[n1 - n0](g, m0, m1, n0);
+    by_n[n1 - n0](g, m0, m1, n0, scratch, scratch_floats);
 }
 
 /* ---- AVX2 + FMA: 6 rows x 16 columns (12 accumulators, 2 B vectors, 1 A

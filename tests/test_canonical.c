@@ -370,6 +370,13 @@ static int canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_threa
         {0, 1, 40, 5, 17, 1.0f, 1.0f, 1},
         {0, 1, 700, 9, 200, 0.5f, 0.0f, 0},
         {0, 1, 1000, 12, 301, 1.0f, -0.75f, 1},
+        /* ... with leading dimensions of 1024 and 2048 floats: A's k-blocks
+         * copied per panel, B's rows copied (more than 8 of them, or at
+         * least 4 panels) or read in place; 3 trailing steps from the copy */
+        {0, 1, 32, 10, 1000, 1.0f, 0.0f, 24},
+        {0, 1, 32, 6, 1000, 0.5f, -0.75f, 24},
+        {0, 1, 90, 5, 1027, 1.0f, 1.0f, 1021},
+        {0, 1, 16, 16, 300, -1.25f, 0.0f, 724},
     };
     rng r = {77};
     sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
