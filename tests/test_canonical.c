@@ -377,6 +377,15 @@ static int canonical_gemm_paths_should_equal_ref_bitwise_on_every_path_and_threa
         {0, 1, 32, 6, 1000, 0.5f, -0.75f, 24},
         {0, 1, 90, 5, 1027, 1.0f, 1.0f, 1021},
         {0, 1, 16, 16, 300, -1.25f, 0.0f, 724},
+        /* the other orientations at those strides: A packed instead of
+         * read in place (a narrow region), B's rows copied apart for the
+         * transposed orientation (16 rows; a 3-step last block), and the
+         * normal orientation for fewer rows */
+        {0, 0, 64, 16, 1000, 1.0f, 0.0f, 24},
+        {0, 0, 40, 16, 200, 0.5f, 1.0f, 824}, /* one k-block: not the narrow path */
+        {0, 1, 16, 72, 1000, 1.0f, 1.0f, 24},
+        {0, 1, 16, 40, 1027, 0.5f, 0.0f, 1021},
+        {0, 1, 8, 64, 1000, 1.0f, -0.75f, 24},
     };
     rng r = {77};
     sb_backend *ref = make("ref", SB_MODE_CANONICAL, 1, 0);
