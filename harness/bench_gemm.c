@@ -2,7 +2,8 @@
  * "blas" backend in canonical mode) next to OpenBLAS's SGEMM (the "blas"
  * backend in deterministic mode, one cblas_sgemm per call) on the GEMM
  * shapes of the reference models (MLP, CNN through im2col, tiny
- * transformer with its per-head attention) and on square matrices in the
+ * transformer with its per-head attention), on an MLP 1024-1024-16 whose
+ * leading dimensions are multiples of 4 KiB, and on square matrices in the
  * three transposes the engine uses, on 1 and 2 threads, measured in the
  * same process on the same inputs.
  *
@@ -86,6 +87,15 @@ static const gemm_shape SHAPES[] = {
     {"tf head attT.do", 1, 0, 32, 16, 32, 1},
     {"tf head dpre.k", 0, 0, 32, 16, 32, 1},
     {"tf head dpreT.q", 1, 0, 32, 16, 32, 1},
+    /* not a reference model: an MLP 1024-1024-16 at batch 256, whose
+     * leading dimensions of 1024 floats put a matrix's rows in one L1 set
+     * (canonical_gemm.c copies or packs such operands) */
+    {"w1024 fc1 fwd", 0, 1, 256, 1024, 1024, 0},
+    {"w1024 fc1 dx", 0, 0, 256, 1024, 1024, 0},
+    {"w1024 fc1 dW", 1, 0, 1024, 1024, 256, 0},
+    {"w1024 fc2 fwd", 0, 1, 256, 16, 1024, 0},
+    {"w1024 fc2 dx", 0, 0, 256, 1024, 16, 0},
+    {"w1024 fc2 dW", 1, 0, 16, 1024, 256, 0},
     /* squares: NN, and the two other transposes the engine uses */
     {"square 256", 0, 0, 256, 256, 256, 0},
     {"square 512", 0, 0, 512, 512, 512, 0},
