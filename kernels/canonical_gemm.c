@@ -67,7 +67,11 @@ _Static_assert(SB_CANON_SHORT_K <= SB_CANON_KB, "the short-k call runs one k-blo
 #define NR_MAX 32
 #define ACC_FLOATS 65536 /* accumulators outside C: a strip (256 KB) */
 #define DIRECT_B_ROWS 64 /* regions of at most this many rows read B unpacked */
-#define DIRECT_A_COLS 32 /* regions of at most this many columns read A unpacked */
+/* Regions of at most this many columns read op(A) unpacked: the few tiles
+ * an A panel serves then cost less than packing it (measured with 32 and
+ * 256: 512x64x256 NN 104.5 -> 113.7 GF/s, 64x64x64 101.9 -> 110.1,
+ * 256x256x256 109.4 -> 112.6; square 1024 unchanged). Speed only. */
+#define DIRECT_A_COLS 256
 /* A stride of a multiple of 1024 floats (4 KiB) puts every row of an
  * operand in the same set of a 32 KiB 8-way L1: rows read side by side in
  * place evict each other, so such an operand is packed (or copied) first. */
