@@ -460,6 +460,18 @@ ntf_steps(const char *const ar[4], size_t la, size_t la3, const char *const bn[4
 #define NTF_BAD_LD(ld) ((ld) % 1024 == 0)
 #define NTF_PK (SB_CANON_KB + 16)
 
+/* n floats from s to d, 16 at a time (a masked last vector) */
+__attribute__((target("avx512f"), always_inline)) static inline void ntf_copy(float *d,
+                                                                            const float *s,
+                                                                            int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+        _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+    }
+}
+
 /* One panel: A's rows r0..r0+15 (all inside A), C's rows s0..s1-1 of them
  * stored (a shifted last panel recomputes rows another panel stored and
  * does not store them again), columns n0..n0+NN-1 of C, B's rows from
@@ -487,7 +499,7 @@ ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, in
                      * the block's end, read by a last short group, zeroed) */
             for (int r = 0; r < 16; r++) {
                 float *d = abuf + (size_t)r * NTF_PK;
-                memcpy(d, A + (size_t)r * lda + (size_t)k0, (size_t)kb * sizeof(float));
+                ntf_copy(d, A + (size_t)r * lda + (size_t)k0, kb);
                 memset(d + kb, 0, 4 * sizeof(float));
             }
             la = NTF_PK * sizeof(float);
@@ -564,7 +576,7 @@ static size_t ntf_bcopy_ld(int K) {
             16 * NTF_PK + (size_t)NN * pk <= scratch_floats) {                                    \
             float *bc = scratch + 16 * NTF_PK;                                                    \
             for (int n = 0; n < NN; n++)                                                          \
-                memcpy(bc + (size_t)n * pk, B + (size_t)n * ldb, (size_t)g->K * sizeof(float));   \
+                ntf_copy(bc + (size_t)n * pk, B + (size_t)n * ldb, g->K);                         \
             B = bc, ldb = pk;                                                                     \
         }                                                                                         \
         for (int r = m0; r < m1; r += 16) {                                                       \
