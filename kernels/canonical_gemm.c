@@ -32,7 +32,9 @@
  *     chains go (never packed), each element's blocks in turn (the sums
  *     kept on the stack), then its epilogue;
  *   - packing is a copy (the AVX-512 path transposes 16 x 16 blocks in
- *     registers); an operand that would serve few tiles is read in place;
+ *     registers); an operand that would serve few tiles is read in place,
+ *     unless its rows are a multiple of 4 KiB apart (they would share one
+ *     L1 set): then it is packed, or its rows copied apart;
  *     a one-k-block product of at most 16 columns takes a short path
  *     (region_narrow) with the same panel calls and less bookkeeping;
  *   - the scalar and AVX2 kernels compute zero-padded edge tiles on a copy;
