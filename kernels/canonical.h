@@ -157,6 +157,14 @@ sb_canon_isa sb_canon_math_isa(void);
  * Every GEMM path's cache block over k is exactly this block. */
 #define SB_CANON_KB 256
 
+/* A leading dimension that is a multiple of 1024 floats (4 KiB) puts every
+ * row of an operand in the same set of a 32 KiB 8-way L1 cache: rows read
+ * side by side in place evict each other (2-7x slower). The GEMM paths then
+ * pack such an operand, or copy a k-block of its rows SB_CANON_COPY_LD
+ * floats apart (17 cache lines: a different set for each row). Speed only. */
+#define SB_CANON_L1_SET_STRIDE(ld) ((ld) % 1024 == 0)
+#define SB_CANON_COPY_LD (SB_CANON_KB + 16)
+
 /* The same chain fed one step at a time, for loops whose k is a nest of
  * indices (the convolution oracle, canonical_conv.c): p = fmaf(a, b, p) per
  * step; every SB_CANON_KB steps the block sum joins acc and p restarts at
@@ -192,8 +200,9 @@ typedef void (*sb_canon_ukernel_fn)(int kc, const float *ap, const float *bp, fl
  * mr <= MR, or <= MR_NARROW when nc <= 16), its operands anywhere:
  *     p[r][c] = fmaf(a[k*a_k + r*a_r], b(k, c), p[r][c]),
  *     b(k, c) = b[(c/NR)*b_j + k*b_k + c%NR]
- * for k in 0..kc-1 from +0.0f; then acc = p when first, else acc = W + p. A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B),
- * in the transposed orientation) read in place has its own strides. Packed
+ * for k in 0..kc-1 from +0.0f; then acc = p when first, else acc = W + p.
+ * A packed A panel has a_k = MR, a_r = 1; op(A) (or op(B), in the
+ * transposed orientation) read in place has its own strides. Packed
  * B panels have b_k = NR, b_j = kc*NR; B read in place b_k = ldb, b_j = NR.
  * Only rows r < mr and columns c < nc are read or written. With ep set (the
  * last k-block, W being C itself) the kernel stores alpha*acc, or

@@ -74,15 +74,9 @@ _Static_assert(SB_CANON_SHORT_K <= SB_CANON_KB, "the short-k call runs one k-blo
  * 256: 512x64x256 NN 104.5 -> 113.7 GF/s, 64x64x64 101.9 -> 110.1,
  * 256x256x256 109.4 -> 112.6; square 1024 unchanged). Speed only. */
 #define DIRECT_A_COLS 256
-/* A stride of a multiple of 1024 floats (4 KiB) puts every row of an
- * operand in the same set of a 32 KiB 8-way L1: rows read side by side in
- * place evict each other, so such an operand is packed (or copied) first. */
-#define L1_SET_STRIDE(ld) ((ld) % 1024 == 0)
-
 /* ws->ap: one packed A micro-panel (MR_MAX x KC), or a row panel of B
- * copied with rows T_COPY_LD floats apart (MR_NARROW_MAX x KC_T) */
-#define T_COPY_LD (KC + 16)
-#define AP_FLOATS (MR_NARROW_MAX * T_COPY_LD)
+ * copied with rows SB_CANON_COPY_LD floats apart (MR_NARROW_MAX x KC_T) */
+#define AP_FLOATS (MR_NARROW_MAX * SB_CANON_COPY_LD)
 struct sb_canon_ws {
     float *ap;  /* [AP_FLOATS] */
     float *bp;  /* [KC * NC]     one packed B block (or op(A) block, transposed), NR-wide panels */
@@ -414,14 +408,19 @@ static void region_narrow(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
     }
 }
 
+/* op(A) may be read in place: Aᵀ (one row per k), or A whose rows do not
+ * share an L1 set (SB_CANON_L1_SET_STRIDE); else it is packed. Speed only. */
+static int a_in_place(const sb_canon_gemm *g) {
+    return g->transA || !SB_CANON_L1_SET_STRIDE(g->lda);
+}
+
 static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int m0, int m1,
                           int n0, int n1, sb_canon_ws *ws) {
     if (u->stream && g->K <= SB_CANON_SHORT_K && !g->transA) {
         region_short(u, g, m0, m1, n0, n1, ws);
         return;
     }
-    if (u->panel && n1 - n0 <= 16 && g->K <= KC && !g->transB &&
-        (g->transA || !L1_SET_STRIDE(g->lda))) {
+    if (u->panel && n1 - n0 <= 16 && g->K <= KC && !g->transB && a_in_place(g)) {
         region_narrow(u, g, m0, m1, n0, n1, ws);
         return;
     }
@@ -435,17 +434,16 @@ static void region_normal(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
      * op(B) = B in place (row k of a tile is B[k*ldb + j..]) instead of
      * packing it. Only where the operands come from changes. */
     const int direct_b = general && !g->transB && m1 - m0 <= DIRECT_B_ROWS;
-    /* op(A) = A with rows at an L1-set stride is packed, never read in place */
-    const int a_in_place = g->transA || !L1_SET_STRIDE(g->lda);
+    const int a_direct_ok = general && a_in_place(g);
     /* narrow panels (MR_NARROW rows) only over op(A) in place: packed
      * panels are MR rows */
-    const int MR = general && n1 - n0 <= 16 && a_in_place ? u->mr_narrow : u->mr;
+    const int MR = a_direct_ok && n1 - n0 <= 16 ? u->mr_narrow : u->mr;
     /* Few columns: an A panel would serve one tile, so the kernel
      * broadcasts op(A) from where it is (a[k*a_k + r*a_r]); so it does for
      * op(A) = Aᵀ of one row panel, whose rows are already side by side (a
      * packed copy would differ only in its stride). */
     const int direct_a =
-        general && a_in_place && (n1 - n0 <= DIRECT_A_COLS || (g->transA && m1 - m0 <= MR));
+        a_direct_ok && (n1 - n0 <= DIRECT_A_COLS || (g->transA && m1 - m0 <= MR));
     const size_t lda = (size_t)g->lda;
     const int ncb = in_c ? NC : NC_ACC;
     const int width = n1 - n0 < ncb ? n1 - n0 : ncb;
@@ -520,10 +518,10 @@ static void region_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g,
     /* op(A) panels NR wide, or 16 (one vector) when that holds every row */
     const int pw = mreg <= 16 ? 16 : u->nr;
     const int MR = mreg <= 16 ? u->mr_narrow : u->mr;
-    const int copy_b = L1_SET_STRIDE(g->ldb);
+    const int copy_b = SB_CANON_L1_SET_STRIDE(g->ldb);
     sb_canon_panel t; /* every field set below */
-    t.a_k = 1, t.a_r = copy_b ? T_COPY_LD : (ptrdiff_t)ldb, t.b = ws->bp, t.b_k = (size_t)pw;
-    t.nc = mreg;
+    t.a_k = 1, t.a_r = copy_b ? SB_CANON_COPY_LD : (ptrdiff_t)ldb;
+    t.b = ws->bp, t.b_k = (size_t)pw, t.nc = mreg;
     t.w = ws->acc, t.ldw = (size_t)mreg, t.ep = 0, t.alpha = g->alpha, t.beta = g->beta;
     for (int s0 = n0; s0 < n1; s0 += strip) {
         int s1 = n1 - s0 < strip ? n1 : s0 + strip;
@@ -538,7 +536,7 @@ static void region_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g,
                 t.a = g->B + (size_t)jr * ldb + (size_t)pc;
                 if (copy_b) { /* B's rows would share one L1 set: copied apart */
                     for (int r = 0; r < t.mr; r++)
-                        memcpy(ws->ap + (size_t)r * T_COPY_LD, t.a + (size_t)r * ldb,
+                        memcpy(ws->ap + (size_t)r * SB_CANON_COPY_LD, t.a + (size_t)r * ldb,
                                (size_t)t.kc * sizeof(float));
                     t.a = ws->ap;
                 }
@@ -575,7 +573,7 @@ static int use_transposed(const sb_canon_ukernel *u, const sb_canon_gemm *g, int
      * with fewer rows than a vector, whose lanes would run half empty, the
      * normal orientation's packing is then faster (8 x 64 x 1024: 58
      * against 43 GF/s; 16 x 64 x 1024: 74 against 87) */
-    if (L1_SET_STRIDE(g->ldb) && mreg < TRANSPOSED_ROWS) return 0;
+    if (SB_CANON_L1_SET_STRIDE(g->ldb) && mreg < TRANSPOSED_ROWS) return 0;
     return mreg <= TRANSPOSED_ROWS || (nreg < TRANSPOSED_ROWS && mreg <= NC);
 }
 

@@ -447,18 +447,15 @@ ntf_steps(const char *const ar[4], size_t la, size_t la3, const char *const bn[4
  * sees (measured: 81 -> 114 GF/s on 32 x 10 x 784). Generates no code. */
 #define NTF_OPAQUE(x) __asm__("" : "+r"(x))
 
-/* Leading dimensions that are multiples of 4 KiB put every row of an
- * operand in the same set of the L1 cache (64 sets of 8 lines): the 16 rows
- * of an A panel, read side by side, then evict each other and B's rows
- * (measured: 32 x 10 x 1024 at 57 GF/s, 256 x 16 x 1024 at 45, against 112
- * for K = 1000). Then each k-block of the panel's A rows is first copied
- * to a buffer whose rows lie NTF_PK floats apart (17 lines: a different set
- * each), and B's rows once per call to the scratch buffer when the region
- * has enough panels to repay it; the panel runs on the copies — the same
- * values, so the same bits. A copy of the whole of K measured slower (the
- * copy went through L2); one block at a time stays in L1. */
-#define NTF_BAD_LD(ld) ((ld) % 1024 == 0)
-#define NTF_PK (SB_CANON_KB + 16)
+/* At a leading dimension of SB_CANON_L1_SET_STRIDE the 16 rows of an A
+ * panel, read side by side, evict each other and B's rows (measured:
+ * 32 x 10 x 1024 at 57 GF/s, 256 x 16 x 1024 at 45, against 112 for
+ * K = 1000). Then each k-block of the panel's A rows is first copied to a
+ * buffer with rows SB_CANON_COPY_LD apart, and B's rows once per call to
+ * the scratch buffer when that repays it (ntf_copy_b); the panel runs on
+ * the copies — the same values, so the same bits. A copy of the whole of K
+ * measured slower (the copy went through L2); one block at a time stays in
+ * L1. */
 
 /* n floats from s to d, 16 at a time (a masked last vector) */
 __attribute__((target("avx512f"), always_inline)) static inline void ntf_copy(float *d,
@@ -474,9 +471,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void ntf_copy(fl
 
 /* One panel: A's rows r0..r0+15 (all inside A), C's rows s0..s1-1 of them
  * stored (a shifted last panel recomputes rows another panel stored and
- * does not store them again), columns n0..n0+NN-1 of C, B's rows from
- * b0 on. abuf: NULL (A read in place), or 16 * NTF_PK floats for the
- * copies of A's k-blocks. */
+ * does not store them again), columns n0..n0+NN-1 of C; B: the region's
+ * NN rows of op(B)ᵀ, ldb apart. abuf: NULL (A read in place), or
+ * 16 * SB_CANON_COPY_LD floats for the copies of A's k-blocks. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, int s1, int n0,
           float *abuf, const int NN) {
@@ -495,17 +492,18 @@ ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, in
         const int kb = K - k0 < SB_CANON_KB ? K - k0 : SB_CANON_KB;
         const char *ar[4], *bn[4];
         size_t la = lda * sizeof(float);
-        if (abuf) { /* the block's 16 rows, NTF_PK apart (the 4-step group past
-                     * the block's end, read by a last short group, zeroed) */
+        if (abuf) { /* the block's 16 rows, SB_CANON_COPY_LD apart (the 4-step
+                     * group past the block's end, read by a last short group,
+                     * zeroed) */
             for (int r = 0; r < 16; r++) {
-                float *d = abuf + (size_t)r * NTF_PK;
+                float *d = abuf + (size_t)r * SB_CANON_COPY_LD;
                 ntf_copy(d, A + (size_t)r * lda + (size_t)k0, kb);
                 memset(d + kb, 0, 4 * sizeof(float));
             }
-            la = NTF_PK * sizeof(float);
+            la = SB_CANON_COPY_LD * sizeof(float);
         }
         for (int q = 0; q < 4; q++) {
-            ar[q] = abuf ? (const char *)(abuf + (size_t)(4 * q) * NTF_PK)
+            ar[q] = abuf ? (const char *)(abuf + (size_t)(4 * q) * SB_CANON_COPY_LD)
                          : (const char *)(A + (size_t)(4 * q) * lda + (size_t)k0);
             bn[q] = (const char *)(B + (size_t)(4 * q < NN ? 4 * q : 0) * ldb + (size_t)k0);
         }
@@ -516,7 +514,7 @@ ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, in
             size_t la3 = 3 * la, lb3 = 3 * lb;
             NTF_OPAQUE(la);
             NTF_OPAQUE(la3);
-            size_t lbo = lb;
+            size_t lbo = lb; /* (lb stays a known value for the last short group) */
             NTF_OPAQUE(lbo);
             NTF_OPAQUE(lb3);
             ntf_steps(ar, la, la3, bn, lbo, lb3, acc, NN, 4);
@@ -557,28 +555,36 @@ ntf_panel(const sb_canon_gemm *g, const float *B, size_t ldb, int r0, int s0, in
     }
 }
 
-/* B's rows are copied (to stride NTF_BCOPY_LD(K)) when the region has at
- * least this many panels: at 2 panels (32 x 10 x 1024) the copy cost more
- * than it saved. Speed only. */
+/* B's rows at an L1-set stride are copied when they are more than the 8
+ * ways of a set, or the region has at least this many panels: at 2 panels
+ * of 10 columns (32 x 10 x 1024) the copy cost more than it saved. */
 #define NTF_BCOPY_PANELS 4
-static size_t ntf_bcopy_ld(int K) {
-    size_t pk = ((size_t)K + 15) / 16 * 16 + 16;
-    return NTF_BAD_LD(pk) ? pk + 16 : pk;
+
+/* The region's nn rows of B (from row n0): *B and *ldb where the panels read
+ * them — in place, or copied to scratch after the A buffer, rows a
+ * non-L1-set stride apart. Speed only. */
+__attribute__((target("avx512f"))) static void ntf_copy_b(const sb_canon_gemm *g, int n0, int nn,
+                                                          int panels, float *scratch,
+                                                          size_t scratch_floats,
+                                                          const float **B, size_t *ldb) {
+    *B = g->B + (size_t)n0 * (size_t)g->ldb, *ldb = (size_t)g->ldb;
+    size_t pk = ((size_t)g->K + 15) / 16 * 16 + 16;
+    if (SB_CANON_L1_SET_STRIDE(pk)) pk += 16;
+    if (!SB_CANON_L1_SET_STRIDE(g->ldb) || (nn <= 8 && panels < NTF_BCOPY_PANELS) ||
+        16 * SB_CANON_COPY_LD + (size_t)nn * pk > scratch_floats)
+        return;
+    float *bc = scratch + 16 * SB_CANON_COPY_LD;
+    for (int n = 0; n < nn; n++) ntf_copy(bc + (size_t)n * pk, *B + (size_t)n * *ldb, g->K);
+    *B = bc, *ldb = pk;
 }
 
 #define K512_NTF(NN)                                                                              \
     __attribute__((target("avx512f"))) static void k512_ntf_##NN(                                \
         const sb_canon_gemm *g, int m0, int m1, int n0, float *scratch, size_t scratch_floats) {  \
-        const float *B = g->B + (size_t)n0 * (size_t)g->ldb;                                      \
-        size_t ldb = (size_t)g->ldb, pk = ntf_bcopy_ld(g->K);                                     \
-        float *abuf = NTF_BAD_LD(g->lda) ? scratch : NULL;                                        \
-        if (NTF_BAD_LD(g->ldb) && (NN > 8 || (m1 - m0 + 15) / 16 >= NTF_BCOPY_PANELS) &&          \
-            16 * NTF_PK + (size_t)NN * pk <= scratch_floats) {                                    \
-            float *bc = scratch + 16 * NTF_PK;                                                    \
-            for (int n = 0; n < NN; n++)                                                          \
-                ntf_copy(bc + (size_t)n * pk, B + (size_t)n * ldb, g->K);                         \
-            B = bc, ldb = pk;                                                                     \
-        }                                                                                         \
+        const float *B;                                                                           \
+        size_t ldb;                                                                               \
+        ntf_copy_b(g, n0, NN, (m1 - m0 + 15) / 16, scratch, scratch_floats, &B, &ldb);            \
+        float *abuf = SB_CANON_L1_SET_STRIDE(g->lda) ? scratch : NULL;                            \
         for (int r = m0; r < m1; r += 16) {                                                       \
             const int r0 = r + 16 <= g->M ? r : g->M - 16, s1 = r + 16 < m1 ? r + 16 : m1;       \
             if (abuf)                                                                             \
